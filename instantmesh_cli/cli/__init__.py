@@ -1,0 +1,64 @@
+"""Command-line entry point: ``imesh`` (and ``python -m instantmesh_cli``).
+
+``main`` runs the Typer app and turns every failure into one line on stderr and
+an exit code: 0 all done, 1 something failed, 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Sequence
+
+import click
+
+from instantmesh_cli.cli.app import app, state
+from instantmesh_cli.cli.common import error_line
+from instantmesh_cli.errors import ImeshError
+
+# Each module registers its command(s) on ``app`` when imported.
+from instantmesh_cli.cli import commands  # noqa: F401,E402
+
+__all__ = ["app", "main", "run"]
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` and return the exit code instead of exiting."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    state.debug = state.debug or "--debug" in args
+    try:
+        result = app(args=args, prog_name="imesh", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        error_line("interrupted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        return 130
+    except ImeshError as exc:
+        if state.debug:
+            traceback.print_exc()
+        error_line(str(exc))
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if state.debug:
+            traceback.print_exc()
+        if _is_out_of_memory(exc):
+            error_line("out of GPU memory; try --low-vram, a smaller --texture-size, or --dtype fp16")
+        else:
+            error_line(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return 1
+
+
+def main() -> None:
+    sys.exit(run())

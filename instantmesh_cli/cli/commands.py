@@ -1,0 +1,7 @@
+"""Imports every command module so that each registers itself on the app.
+
+One line per command keeps the list easy to see; each module imports its heavy
+libraries inside the command function, so ``imesh --help`` stays fast.
+"""
+
+from instantmesh_cli.cli import app as _app  # noqa: F401

@@ -1,0 +1,1 @@
+"""InstantMesh sparse-view reconstruction: cameras, encoder, triplane transformer, heads, mesh extraction."""

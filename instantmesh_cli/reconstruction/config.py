@@ -1,0 +1,75 @@
+"""Architecture hyper-parameters of the InstantMesh reconstruction models.
+
+Values of the released variants come from the official ``configs/*.yaml`` and the
+``facebook/dino-vitb16`` config (see ``reference/instantmesh.md`` §1, §3.1). Tests
+build the same architecture with tiny sizes through :func:`tiny_config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """DINO ViT-B/16 with camera-modulated (AdaLN) LayerNorms."""
+
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    patch_size: int = 16
+    image_size: int = 224  # the size the position embeddings were trained at
+    layer_norm_eps: float = 1e-12
+    camera_dim: int = 16
+    # DINO's preprocessor normalises with mean = std = 0.5, i.e. pixel = 2x - 1.
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class LRMConfig:
+    """One reconstruction model: encoder + triplane transformer + decoder heads + surface extractor."""
+
+    kind: Literal["mesh", "nerf"] = "mesh"
+    encoder: EncoderConfig = EncoderConfig()
+    transformer_dim: int = 1024
+    transformer_layers: int = 16
+    transformer_heads: int = 16
+    triplane_low_res: int = 32
+    triplane_high_res: int = 64
+    triplane_dim: int = 80
+    decoder_hidden: int = 64
+    rendering_samples_per_ray: int = 128
+    # FlexiCubes (mesh variants)
+    grid_res: int = 128
+    grid_scale: float = 2.1
+    # Marching cubes on the density field (NeRF variants)
+    mesh_resolution: int = 256
+    mesh_threshold: float = 10.0
+    input_size: int = 320  # pixels per view fed to the encoder
+
+
+INSTANT_MESH_LARGE = LRMConfig(kind="mesh", transformer_layers=16, triplane_dim=80, rendering_samples_per_ray=128)
+INSTANT_MESH_BASE = LRMConfig(kind="mesh", transformer_layers=12, triplane_dim=40, rendering_samples_per_ray=96)
+INSTANT_NERF_LARGE = LRMConfig(kind="nerf", transformer_layers=16, triplane_dim=80, rendering_samples_per_ray=128)
+INSTANT_NERF_BASE = LRMConfig(kind="nerf", transformer_layers=12, triplane_dim=40, rendering_samples_per_ray=96)
+
+
+def tiny_config(base: LRMConfig) -> LRMConfig:
+    """Same structure and key names as ``base`` with sizes small enough for CPU tests."""
+    return replace(
+        base,
+        encoder=replace(base.encoder, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+        transformer_dim=32,
+        transformer_layers=2,
+        transformer_heads=2,
+        triplane_low_res=8,
+        triplane_high_res=16,
+        triplane_dim=4 if base.triplane_dim == 40 else 8,
+        decoder_hidden=16,
+        grid_res=32,
+        mesh_resolution=32,
+        input_size=64,
+    )
