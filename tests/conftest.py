@@ -13,6 +13,37 @@ os.environ.setdefault("IMESH_CACHE_DIR", os.path.join(_SANDBOX, "imesh"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
+# --- hub: a local fake Hugging Face Hub (tests/fakehub.py) ---------------------
+# huggingface_hub reads HF_ENDPOINT once, at import, so the server is started here,
+# before anything imports huggingface_hub / diffusers / transformers. Tests never
+# reach the real Hub: unknown repos answer 404 RepoNotFound at once.
+import atexit  # noqa: E402
+
+from fakehub import FakeHub  # noqa: E402
+
+_FAKE_HUB = FakeHub().start()
+atexit.register(_FAKE_HUB.stop)
+os.environ["HF_ENDPOINT"] = _FAKE_HUB.endpoint
+# The hub cache always lives in the sandbox, even when the user has HF_HOME /
+# HF_HUB_CACHE set; nothing from the user's environment decides where weights come from.
+os.environ["HF_HUB_CACHE"] = os.path.join(_SANDBOX, "hf", "hub")
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "IMESH_WEIGHTS_DIR"):
+    os.environ.pop(_var, None)
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fake_hub() -> FakeHub:
+    """The local fake Hub served at ``os.environ["HF_ENDPOINT"]`` (see tests/fakehub.py).
+
+    Session-wide: give each test its own repo ids (or its own commits) so tests
+    do not see each other's files.
+    """
+    return _FAKE_HUB
