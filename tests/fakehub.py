@@ -168,6 +168,22 @@ class FakeHub:
                 self.add_file(repo_id, file.relative_to(local_dir).as_posix(), file.read_bytes(), sha)
         return sha
 
+    def new_commit(self, repo_id: str, files: dict[str, bytes] | None = None) -> str:
+        """A fresh commit (unique sha, no branch moves) holding ``files``; returns its sha.
+
+        The hub and the HF cache are shared by the whole test session, so a test that
+        serves its own content under a real repo id should use its own commit and
+        point imesh at it: ``monkeypatch.setenv(settings.revision_env_var(repo), sha)``.
+        """
+        with self._lock:
+            repo = self._repo(repo_id)
+            repo.counter += 1
+            sha = hashlib.sha1(f"{repo_id}#commit{repo.counter}#{id(self)}".encode()).hexdigest()
+            repo.commits[sha] = {}
+        for path, data in (files or {}).items():
+            self.add_file(repo_id, path, data, sha)
+        return sha
+
     def set_ref(self, repo_id: str, name: str, sha: str) -> None:
         with self._lock:
             repo = self._repo(repo_id)

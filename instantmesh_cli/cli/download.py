@@ -1,0 +1,138 @@
+"""``imesh download``: fetch and verify the weights, into the cache or a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from instantmesh_cli.cli.app import app
+from instantmesh_cli.cli.common import console
+
+# status -> (colour, counts as a failure)
+_STATUS_STYLE = {
+    "ok": ("green", False),
+    "downloaded": ("cyan", False),
+    "copied": ("cyan", False),
+    "repaired": ("yellow", False),
+    "missing": ("red", True),
+    "bad": ("red", True),
+}
+
+
+@app.command()
+def download(
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Model variant whose files to fetch (default: instant-mesh-large)."),
+    all_models: bool = typer.Option(False, "--all", help="Fetch the files of every model variant."),
+    to: Optional[Path] = typer.Option(
+        None, "--to", help="Write the files to DIR/<repo>/<file> (for --weights-dir on a machine "
+        "without network) instead of the Hugging Face cache.", file_okay=False),
+    offline: bool = typer.Option(
+        False, "--offline", help="Download nothing: only check the files already here."),
+    weights_dir: Optional[Path] = typer.Option(
+        None, "--weights-dir", help="Also accept files from this folder (default: $IMESH_WEIGHTS_DIR).",
+        file_okay=False),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Fetch and verify the weights a model needs (resumable; a second run downloads nothing)."""
+    from instantmesh_cli import settings
+    from instantmesh_cli.errors import UsageError
+
+    if model and all_models:
+        raise UsageError("give either --model or --all, not both")
+    if all_models:
+        files = settings.all_files()
+    else:
+        files = settings.model_files(settings.get_variant(model or settings.DEFAULT_VARIANT).name)
+    rows = _fetch_all(files, to=to, offline=offline or None, weights_dir=weights_dir, quiet=as_json)
+    failed = [r for r in rows if _STATUS_STYLE[r["status"]][1]]
+    if as_json:
+        typer.echo(json.dumps({"files": rows, "ok": not failed}, indent=1))
+    else:
+        _print_table(rows)
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def _fetch_all(files, *, to: Path | None, offline: bool | None, weights_dir: Path | None,
+               quiet: bool) -> list[dict]:
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
+
+    from rich.markup import escape
+
+    from instantmesh_cli import hub
+    from instantmesh_cli.errors import WeightsError
+
+    rows: list[dict] = []
+    unreachable: str | None = None
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=quiet) as bar:
+        for f in files:
+            task = bar.add_task(f"{f}", total=None)
+
+            def progress(done: int, total: int | None, _task=task) -> None:
+                bar.update(_task, completed=done, total=total)
+
+            row = {"repo": f.repo_id, "file": f.filename, "revision": f.revision, "path": None,
+                   "size": None, "status": "ok", "detail": ""}
+            # Once the Hub has proved unreachable, check the rest without network.
+            file_offline = True if unreachable else offline
+            try:
+                if to is not None:
+                    result = hub.export_to_dir(f, to, offline=file_offline, progress=progress)
+                else:
+                    result = hub.ensure(f, offline=file_offline, weights_dir=weights_dir, progress=progress)
+                row.update(path=str(result.path), size=result.path.stat().st_size, status=result.status,
+                           detail=result.source)
+            except hub.HubUnreachableError as exc:
+                unreachable = str(exc)
+                row.update(status="missing", detail=exc.message)
+            except hub.CorruptWeightsError as exc:
+                row.update(status="bad", detail=exc.message)
+            except hub.MissingWeightsError as exc:
+                row.update(status="missing", detail="hub unreachable" if unreachable else exc.message)
+            except WeightsError as exc:
+                row.update(status="missing", detail=exc.message)
+            bar.remove_task(task)
+            rows.append(row)
+    if unreachable:
+        console.print(f"[red]{escape(unreachable)}[/red]", highlight=False)
+    return rows
+
+
+def _print_table(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for name in ("status", "file", "size", "detail"):
+        table.add_column(name, justify="right" if name == "size" else "left",
+                         overflow="fold", no_wrap=name in ("status", "size"))
+    for r in rows:
+        colour, _ = _STATUS_STYLE[r["status"]]
+        table.add_row(f"[{colour}]{r['status']}[/{colour}]", escape(f"{r['repo']}/{r['file']}"),
+                      _human(r["size"]), escape(r["detail"]))
+    out = Console(highlight=False, soft_wrap=True)  # the report is the command's output: stdout
+    out.print(table)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    total = sum(r["size"] or 0 for r in rows)
+    out.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f"; {_human(total)} on disk")
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"

@@ -1,0 +1,364 @@
+"""``imesh doctor``: what this machine can run, and how to fix what it cannot.
+
+Each check returns one :class:`Check` line — ``ok``, ``warn`` (works, but slower or
+degraded, or something will be fetched on first use) or ``fail`` (a job will not
+run) — with the fix. Nothing here touches the network: weights are looked up in
+``--weights-dir`` / ``IMESH_WEIGHTS_DIR`` and the Hugging Face cache only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+MIN_PYTHON = (3, 10)
+# Peak GPU memory target of the whole pipeline (DESIGN.md §6); below this much free
+# memory a run may need --low-vram.
+GPU_MEMORY_TARGET_GB = 8.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def run_checks(*, weights_dir: str | os.PathLike[str] | None = None, gpu_test: bool = True,
+               on_start: Callable[[str], None] | None = None) -> list[Check]:
+    """All checks in display order. ``gpu_test`` builds nvdiffrast and rasterizes on CUDA."""
+    checks: list[Check] = []
+
+    def add(name: str, fn: Callable[[], list[Check] | Check]) -> None:
+        if on_start is not None:
+            on_start(name)
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - a broken probe is itself a finding
+            result = Check(name, FAIL, f"check crashed: {type(exc).__name__}: {exc}".splitlines()[0],
+                           "run with --debug and report it")
+        checks.extend(result if isinstance(result, list) else [result])
+
+    add("python", check_python)
+    add("torch", check_torch)
+    add("cuda", check_cuda)
+    add("nvdiffrast", lambda: check_nvdiffrast(build=gpu_test))
+    add("onnxruntime", check_onnxruntime)
+    add("rembg model", check_rembg_model)
+    add("weights", lambda: check_weights(weights_dir))
+    add("paths", check_paths)
+    return checks
+
+
+# ------------------------------------------------------------------ environment
+def check_python() -> Check:
+    v = sys.version_info
+    detail = f"{platform.python_implementation()} {v.major}.{v.minor}.{v.micro} ({sys.executable})"
+    if (v.major, v.minor) < MIN_PYTHON:
+        return Check("python", FAIL, detail, f"use Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer")
+    return Check("python", OK, detail)
+
+
+def _torch():
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken CUDA library at import
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return torch, None
+
+
+def check_torch() -> Check:
+    torch, err = _torch()
+    if torch is None:
+        return Check("torch", FAIL, f"cannot import torch ({err})",
+                     "pip install torch (see README: install)")
+    cuda = torch.version.cuda
+    build = f"CUDA {cuda} build" if cuda else "CPU-only build"
+    if not cuda:
+        return Check("torch", WARN, f"torch {torch.__version__}, {build}: generation runs on the CPU "
+                     "(minutes per image instead of seconds)",
+                     "on a machine with an NVIDIA GPU install a CUDA build of torch "
+                     "(https://pytorch.org/get-started/locally/)")
+    return Check("torch", OK, f"torch {torch.__version__}, {build}")
+
+
+def _nvidia_smi() -> dict[str, str] | None:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=driver_version,name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    line = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
+    if not line:
+        return None
+    driver, _, name = (part.strip() for part in line.partition(","))
+    return {"driver": driver, "name": name}
+
+
+def check_cuda() -> list[Check]:
+    torch, err = _torch()
+    smi = _nvidia_smi()
+    driver = f"driver {smi['driver']}" if smi else "no NVIDIA driver found (nvidia-smi)"
+    if torch is None:
+        return [Check("cuda", FAIL, f"unknown: torch does not import ({err}); {driver}")]
+    if not torch.cuda.is_available():
+        if torch.version.cuda:
+            why = "torch has CUDA but sees no GPU"
+            fix = ("check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES; "
+                   "the driver must support CUDA " + str(torch.version.cuda))
+        else:
+            why = "no CUDA (CPU-only torch)"
+            fix = "needs an NVIDIA GPU and a CUDA build of torch for full speed"
+        return [Check("cuda", WARN, f"{why}; {driver}. Everything runs on the CPU: multi-view diffusion "
+                      "takes minutes and texture baking uses the slower pure-torch rasterizer", fix)]
+    checks = [Check("cuda", OK, f"CUDA {torch.version.cuda} runtime, {driver}, "
+                    f"{torch.cuda.device_count()} GPU(s)")]
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        try:
+            free, total = torch.cuda.mem_get_info(i)
+        except Exception:  # noqa: BLE001 - some drivers refuse the query
+            free, total = None, props.total_memory
+        mem = (f"{free / 2**30:.1f} of {total / 2**30:.1f} GiB free" if free is not None
+               else f"{total / 2**30:.1f} GiB")
+        detail = f"{props.name}, compute capability {props.major}.{props.minor}, {mem}"
+        if free is not None and free / 2**30 < GPU_MEMORY_TARGET_GB:
+            checks.append(Check(f"gpu {i}", WARN, detail,
+                                "free GPU memory, or use --low-vram / a smaller --texture-size"))
+        else:
+            checks.append(Check(f"gpu {i}", OK, detail))
+    return checks
+
+
+@contextlib.contextmanager
+def _register_built_extensions() -> Iterator[None]:
+    """Make ``importlib.import_module(name)`` find a module torch's extension loader just built.
+
+    With torch >= 2.11 the loaded extension is no longer put into ``sys.modules``,
+    so nvdiffrast's ``import_module(plugin_name)`` fails although the build worked
+    (reference/deps.md). Registering the returned module fixes fresh and cached builds.
+    """
+    import torch.utils.cpp_extension as ext
+
+    originals = {name: getattr(ext, name) for name in ("load", "_import_module_from_library")
+                 if hasattr(ext, name)}
+
+    def wrap(fn):
+        def inner(*args, **kwargs):
+            module = fn(*args, **kwargs)
+            name = kwargs.get("name", kwargs.get("module_name", args[0] if args else None))
+            if module is not None and isinstance(name, str):
+                sys.modules.setdefault(name, module)
+            return module
+        return inner
+
+    for name, fn in originals.items():
+        setattr(ext, name, wrap(fn))
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(ext, name, fn)
+
+
+def rasterize_test_triangle(device: str = "cuda") -> float:
+    """Rasterize one triangle with nvdiffrast; return the covered fraction of a 64² image.
+
+    The triangle (-0.8,-0.8), (0.8,-0.8), (0,0.8) covers 1.28 of the 4 square NDC
+    units, i.e. 0.32 of the pixels.
+    """
+    import nvdiffrast.torch as dr
+    import torch
+
+    with _register_built_extensions():
+        ctx = dr.RasterizeCudaContext(device=device)
+        pos = torch.tensor([[[-0.8, -0.8, 0.0, 1.0], [0.8, -0.8, 0.0, 1.0], [0.0, 0.8, 0.0, 1.0]]],
+                           dtype=torch.float32, device=device)
+        tri = torch.tensor([[0, 1, 2]], dtype=torch.int32, device=device)
+        rast, _ = dr.rasterize(ctx, pos, tri, resolution=[64, 64])
+        torch.cuda.synchronize()
+    return float((rast[..., 3] > 0).float().mean().item())
+
+
+def check_nvdiffrast(build: bool = True) -> Check:
+    fallback = "texture baking and refinement use the pure-torch rasterizer instead (slower)"
+    if importlib.util.find_spec("nvdiffrast") is None:
+        return Check("nvdiffrast", WARN, f"not installed; {fallback}", "pip install diffrp-nvdiffrast")
+    try:
+        importlib.import_module("nvdiffrast.torch")
+    except Exception as exc:  # noqa: BLE001
+        return Check("nvdiffrast", WARN, f"does not import ({type(exc).__name__}: {exc}); {fallback}"
+                     .splitlines()[0], "reinstall diffrp-nvdiffrast")
+    torch, _ = _torch()
+    if torch is None or not torch.cuda.is_available():
+        return Check("nvdiffrast", WARN, f"installed, but it needs CUDA; {fallback}",
+                     "on a CUDA machine it builds itself on first use (needs nvcc and ninja)")
+    if not build:
+        return Check("nvdiffrast", OK, "installed (build test skipped)")
+    missing = [tool for tool in ("nvcc", "ninja") if shutil.which(tool) is None and not (
+        tool == "nvcc" and os.environ.get("CUDA_HOME"))]
+    start = time.perf_counter()
+    try:
+        covered = rasterize_test_triangle("cuda")
+    except Exception as exc:  # noqa: BLE001 - compiler errors, missing CUDA_HOME, ...
+        hint = f"install {' and '.join(missing)}; " if missing else ""
+        return Check("nvdiffrast", WARN, f"build or rasterization failed ({type(exc).__name__}: {exc}"
+                     .splitlines()[0][:300] + f"); {fallback}",
+                     hint + "it needs the CUDA toolkit (CUDA_HOME, nvcc), ninja and a C++ compiler")
+    seconds = time.perf_counter() - start
+    if not 0.25 < covered < 0.40:
+        return Check("nvdiffrast", WARN, f"rasterized a test triangle with wrong coverage {covered:.3f} "
+                     f"(expected 0.32); {fallback}", "report this with `imesh doctor --json`")
+    return Check("nvdiffrast", OK, f"built and rasterized a test triangle in {seconds:.1f} s "
+                 f"(coverage {covered:.3f}, expected 0.32)")
+
+
+def check_onnxruntime() -> Check:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return Check("onnxruntime", FAIL, "not installed: background removal (rembg) cannot run",
+                     'pip install "rembg[cpu]" (or onnxruntime-gpu)')
+    try:
+        import onnxruntime
+    except Exception as exc:  # noqa: BLE001
+        return Check("onnxruntime", FAIL, f"does not import ({type(exc).__name__}: {exc})".splitlines()[0],
+                     "reinstall onnxruntime")
+    providers = ", ".join(p.replace("ExecutionProvider", "") for p in onnxruntime.get_available_providers())
+    return Check("onnxruntime", OK, f"onnxruntime {onnxruntime.__version__} ({providers})")
+
+
+def check_rembg_model() -> Check:
+    try:
+        images = importlib.import_module("instantmesh_cli.images")
+    except Exception as exc:  # noqa: BLE001
+        return Check("rembg model", FAIL, f"cannot load the image module ({type(exc).__name__}: {exc})"
+                     .splitlines()[0])
+    model = getattr(images, "DEFAULT_MATTING_MODEL", "u2net")
+    find = getattr(images, "find_matting_model", None)
+    where = getattr(images, "matting_model_path", None)
+    found = find(model) if find else None
+    if found is not None:
+        return Check("rembg model", OK, f"{model} at {found}")
+    target = where(model) if where else f"{model}.onnx under $U2NET_HOME"
+    return Check("rembg model", WARN, f"{model} is not downloaded yet: it is fetched on the first "
+                 "photo without transparency (needs network), images with real alpha do not need it",
+                 f"run `imesh prepare PHOTO -o out.png` once with network, or copy {model}.onnx to {target}")
+
+
+# ---------------------------------------------------------------------- weights
+def check_weights(weights_dir: str | os.PathLike[str] | None = None) -> list[Check]:
+    from instantmesh_cli import hub, settings
+    from instantmesh_cli.errors import WeightsError
+
+    try:
+        wdir = hub.resolve_weights_dir(weights_dir)
+    except WeightsError as exc:
+        return [Check("weights dir", FAIL, exc.message, exc.hint or "")]
+    checks: list[Check] = []
+    if wdir is not None:
+        checks.append(Check("weights dir", OK, str(wdir)))
+    offline = hub.is_offline()
+    when = ("offline mode is on, so runs that need them fail" if offline
+            else "they are downloaded on first use")
+
+    def line(label: str, files: list, fix: str, needed: bool) -> Check:
+        found = hub.present(files, weights_dir=wdir)
+        missing = [f for f, p in found.items() if p is None]
+        if not missing:
+            return Check(label, OK, f"{len(files)} file(s) present")
+        names = ", ".join(f.filename for f in missing[:3]) + (" …" if len(missing) > 3 else "")
+        what = "not downloaded" if len(missing) == len(files) else f"{len(missing)} of {len(files)} missing"
+        return Check(label, FAIL if offline and needed else WARN, f"{what} ({names}); {when}", fix)
+
+    # Files every variant needs (Zero123++ pipeline, white-background UNet, DINO config),
+    # then each variant's own reconstruction checkpoint.
+    shared = [f for f in settings.model_files(settings.DEFAULT_VARIANT)
+              if f.filename != settings.get_variant(settings.DEFAULT_VARIANT).checkpoint
+              or f.repo_id != settings.INSTANTMESH_REPO]
+    checks.append(line("weights shared", shared, f"imesh download --model {settings.DEFAULT_VARIANT}", True))
+    for name, variant in settings.VARIANTS.items():
+        ckpt = [f for f in settings.lrm_files(name) if f.filename == variant.checkpoint]
+        checks.append(line(f"weights {name}", ckpt, f"imesh download --model {name}",
+                           name == settings.DEFAULT_VARIANT))
+    return checks
+
+
+# ------------------------------------------------------------------------ paths
+def _free_gb(path: Path) -> float | None:
+    for p in [path, *path.parents]:
+        if p.exists():
+            try:
+                return shutil.disk_usage(p).free / 1e9
+            except OSError:
+                return None
+    return None
+
+
+def check_paths() -> list[Check]:
+    from instantmesh_cli import hub
+
+    checks: list[Check] = []
+    try:
+        from huggingface_hub import constants
+
+        hf_cache = Path(constants.HF_HUB_CACHE)
+    except Exception:  # noqa: BLE001
+        hf_cache = Path(os.environ.get("HF_HUB_CACHE", "~/.cache/huggingface/hub")).expanduser()
+    places = [("hub cache", hf_cache), ("imesh cache", hub.cache_dir())]
+    try:
+        images = importlib.import_module("instantmesh_cli.images")
+        home = getattr(images, "_rembg_home", None)
+        if home is not None:
+            places.append(("rembg home", Path(home())))
+    except Exception:  # noqa: BLE001
+        pass
+    for label, path in places:
+        free = _free_gb(path)
+        detail = f"{path} ({'exists' if path.exists() else 'created on first use'}"
+        detail += f", {free:.1f} GB free)" if free is not None else ")"
+        writable = _writable(path)
+        if not writable:
+            checks.append(Check(label, FAIL, detail + ": not writable",
+                                f"make it writable or point {_env_for(label)} elsewhere"))
+        elif free is not None and free < 10 and label == "hub cache":
+            checks.append(Check(label, WARN, detail + ": the weights of one model take several GB",
+                                f"free disk space or set {_env_for(label)} to a larger disk"))
+        else:
+            checks.append(Check(label, OK, detail))
+    offline = hub.is_offline()
+    checks.append(Check("offline mode", OK, "on (HF_HUB_OFFLINE): nothing is downloaded" if offline
+                        else "off: missing weights are downloaded on first use"))
+    return checks
+
+
+def _env_for(label: str) -> str:
+    return {"hub cache": "HF_HUB_CACHE (or HF_HOME)", "imesh cache": "IMESH_CACHE_DIR",
+            "rembg home": "U2NET_HOME"}.get(label, "it")
+
+
+def _writable(path: Path) -> bool:
+    for p in [path, *path.parents]:
+        if p.exists():
+            return os.access(p, os.W_OK)
+    return False
+
+
+def exit_code(checks: list[Check]) -> int:
+    return 1 if any(c.status == FAIL for c in checks) else 0
