@@ -19,7 +19,9 @@ pinned commit — not the branch head — is the one served.
 
 Faults for resilience tests: :meth:`FakeHub.cut_next` makes the next download(s)
 of a file stop after N bytes (the connection is closed mid-body);
-:meth:`FakeHub.down` closes the listening socket (connection refused) for the
+:meth:`FakeHub.throttle` serves a file slowly (to kill a client mid-file);
+:meth:`FakeHub.down` closes the listening socket (connection refused) and
+:meth:`FakeHub.hanging` accepts connections but answers nothing, each for the
 duration of a ``with`` block. Every request is logged (:attr:`FakeHub.log`).
 
 Every response carries ``Connection: close``: with keep-alive the client kept
@@ -34,6 +36,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -84,6 +87,9 @@ class FakeHub:
         self._repos: dict[str, _Repo] = {}
         self._lock = threading.RLock()
         self._cuts: dict[tuple[str, str], list[int]] = {}
+        self._throttle: dict[tuple[str, str], int] = {}
+        self._hang = threading.Event()
+        self._hang.set()
         self.log: list[Request] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -216,6 +222,23 @@ class FakeHub:
         with self._lock:
             self._cuts.setdefault((repo_id, path.strip("/")), []).extend([after_bytes] * times)
 
+    def throttle(self, repo_id: str, path: str, bytes_per_second: int | None) -> None:
+        """Serve ``path`` slowly (``None`` lifts it), e.g. to kill a download mid-file."""
+        with self._lock:
+            if bytes_per_second is None:
+                self._throttle.pop((repo_id, path.strip("/")), None)
+            else:
+                self._throttle[(repo_id, path.strip("/"))] = bytes_per_second
+
+    @contextlib.contextmanager
+    def hanging(self) -> Iterator[None]:
+        """Accept connections but answer nothing until the block ends (a stalled network)."""
+        self._hang.clear()
+        try:
+            yield
+        finally:
+            self._hang.set()
+
     def _take_cut(self, repo_id: str, path: str) -> int | None:
         with self._lock:
             queue = self._cuts.get((repo_id, path))
@@ -277,6 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._request = Request(self.command, path, self.headers.get("Range"))
         self.fake._record(self._request)
         parts = [p for p in url.path.split("/") if p]
+        self.fake._hang.wait()
         try:
             if parts[:2] == ["api", "models"] and len(parts) >= 4:
                 self._api_models(parts[2:], parse_qs(url.query))
@@ -352,12 +376,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Connection", "close")
         self.end_headers()
+        rate = self.fake._throttle.get((repo_id, filename))
         if cut is not None:
             # Send part of the body, then drop the connection: the client sees a
             # response shorter than its Content-Length.
             self.wfile.write(data[:max(0, cut - start)])
             self.wfile.flush()
             self.connection.shutdown(2)
+        elif rate:
+            step = max(1, rate // 20)
+            for i in range(0, len(data), step):
+                self.wfile.write(data[i:i + step])
+                self.wfile.flush()
+                time.sleep(step / rate)
         else:
             self.wfile.write(data)
         self.close_connection = True
