@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from instantmesh_cli.reconstruction.config import LRMConfig
+from instantmesh_cli import settings
+from instantmesh_cli.reconstruction.config import LRMConfig, tiny_config
 from instantmesh_cli.reconstruction.model import ReconstructionModel
 
 PREFIX = "lrm_generator."
@@ -188,3 +189,31 @@ def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor]) -> Path:
     path = Path(path)
     path.write_bytes(checkpoint_bytes(state))
     return path
+
+
+DINO_PREPROCESSOR = b'{"do_normalize": true, "do_resize": true, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": 224}'
+
+
+def dino_config_bytes(cfg: LRMConfig) -> bytes:
+    import json
+
+    e = cfg.encoder
+    return json.dumps({
+        "architectures": ["ViTModel"], "hidden_size": e.hidden_size, "num_hidden_layers": e.num_layers,
+        "num_attention_heads": e.num_heads, "intermediate_size": e.intermediate_size, "hidden_act": "gelu",
+        "image_size": e.image_size, "patch_size": e.patch_size, "layer_norm_eps": e.layer_norm_eps,
+        "qkv_bias": True, "num_channels": 3, "model_type": "vit",
+    }).encode()
+
+
+def serve_tiny_variant(fake_hub, monkeypatch, name: str, state: dict[str, torch.Tensor], preprocessor: bytes = DINO_PREPROCESSOR):
+    """Register a tiny stand-in for ``name`` and serve its checkpoint + DINO files on the fake hub."""
+    variant = settings.get_variant(name)
+    cfg = tiny_config(variant.config)
+    monkeypatch.setitem(settings.VARIANTS, name, settings.ModelVariant(name, cfg, variant.checkpoint))
+    monkeypatch.setattr(settings, "FILE_FACTS", {})
+    sha = fake_hub.new_commit(settings.INSTANTMESH_REPO, {variant.checkpoint: checkpoint_bytes(state)})
+    monkeypatch.setenv(settings.revision_env_var(settings.INSTANTMESH_REPO), sha)
+    dino = fake_hub.new_commit(settings.DINO_REPO, {"config.json": dino_config_bytes(cfg), "preprocessor_config.json": preprocessor})
+    monkeypatch.setenv(settings.revision_env_var(settings.DINO_REPO), dino)
+    return cfg

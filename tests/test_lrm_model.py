@@ -423,38 +423,10 @@ def test_mismatched_checkpoints_are_one_line_weights_errors(tmp_path):
         loading.load_weights(cfg, tmp_path / "missing.ckpt")
 
 
-DINO_PREPROCESSOR = b'{"do_normalize": true, "do_resize": true, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": 224}'
-
-
-def dino_config_bytes(cfg: config.LRMConfig) -> bytes:
-    import json
-
-    e = cfg.encoder
-    return json.dumps({
-        "architectures": ["ViTModel"], "hidden_size": e.hidden_size, "num_hidden_layers": e.num_layers,
-        "num_attention_heads": e.num_heads, "intermediate_size": e.intermediate_size, "hidden_act": "gelu",
-        "image_size": e.image_size, "patch_size": e.patch_size, "layer_norm_eps": e.layer_norm_eps,
-        "qkv_bias": True, "num_channels": 3, "model_type": "vit",
-    }).encode()
-
-
-def serve_tiny_variant(fake_hub, monkeypatch, name: str, state: dict[str, torch.Tensor], preprocessor: bytes = DINO_PREPROCESSOR):
-    """Register a tiny stand-in for ``name`` and serve its checkpoint + DINO files on the fake hub."""
-    variant = settings.get_variant(name)
-    cfg = config.tiny_config(variant.config)
-    monkeypatch.setitem(settings.VARIANTS, name, settings.ModelVariant(name, cfg, variant.checkpoint))
-    monkeypatch.setattr(settings, "FILE_FACTS", {})
-    sha = fake_hub.new_commit(settings.INSTANTMESH_REPO, {variant.checkpoint: fx.checkpoint_bytes(state)})
-    monkeypatch.setenv(settings.revision_env_var(settings.INSTANTMESH_REPO), sha)
-    dino = fake_hub.new_commit(settings.DINO_REPO, {"config.json": dino_config_bytes(cfg), "preprocessor_config.json": preprocessor})
-    monkeypatch.setenv(settings.revision_env_var(settings.DINO_REPO), dino)
-    return cfg
-
-
 def test_load_model_through_the_fake_hub(fake_hub, monkeypatch):
     cfg = config.tiny_config(config.INSTANT_NERF_LARGE)
     state = fx.random_state(cfg, seed=7)
-    serve_tiny_variant(fake_hub, monkeypatch, "instant-nerf-large", state)
+    fx.serve_tiny_variant(fake_hub, monkeypatch, "instant-nerf-large", state)
     model = loading.load_model("instant-nerf-large", device="cpu")
     ref = ReconstructionModel(cfg).eval()
     ref.load_state_dict(state)
@@ -470,7 +442,7 @@ def test_dino_preprocessor_statistics_are_used(fake_hub, monkeypatch):
     cfg = config.tiny_config(config.INSTANT_MESH_BASE)
     state = fx.random_state(cfg, seed=2)
     imagenet = b'{"do_normalize": true, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}'
-    serve_tiny_variant(fake_hub, monkeypatch, "instant-mesh-base", state, preprocessor=imagenet)
+    fx.serve_tiny_variant(fake_hub, monkeypatch, "instant-mesh-base", state, preprocessor=imagenet)
     model = loading.load_model("instant-mesh-base")
     assert model.cfg.encoder.image_mean == (0.485, 0.456, 0.406)
     x = torch.full((1, 1, 3, 4, 4), 0.5)
