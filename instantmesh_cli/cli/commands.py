@@ -5,6 +5,9 @@ libraries inside the command function, so ``imesh --help`` stays fast.
 """
 
 from instantmesh_cli.cli import app as _app  # noqa: F401
+from instantmesh_cli.cli import generate  # noqa: F401
+from instantmesh_cli.cli import prepare  # noqa: F401
 from instantmesh_cli.cli import download  # noqa: F401
 from instantmesh_cli.cli import doctor  # noqa: F401
 from instantmesh_cli.cli import reconstruct  # noqa: F401
+from instantmesh_cli.cli import multiview  # noqa: F401
