@@ -1,0 +1,15 @@
+"""Zero123++ v1.2 multi-view generation (our pipeline over diffusers/transformers parts).
+
+- ``pipeline.Zero123PlusPipeline``: condition image → 640x960 grid of six views;
+- ``loading``: the components from a folder in the released layout, ``load_pipeline`` via ``hub``;
+- ``reference_attention``: the write/read self-attention processors;
+- ``schedulers``: euler-a (default, 75 steps), dpm++2m (25), unipc (20);
+- ``grid``: ``split_grid`` / ``join_views`` and the camera of each tile;
+- ``conditioning`` / ``scaling``: preprocessing and the v1.2 constants.
+
+Importing this package is cheap; torch and diffusers load with the submodules that need them.
+"""
+
+from instantmesh_cli.multiview.grid import VIEWS, join_views, split_grid
+
+__all__ = ["VIEWS", "join_views", "split_grid"]

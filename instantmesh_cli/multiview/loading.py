@@ -1,0 +1,332 @@
+"""Loading the Zero123++ v1.2 components one by one from a folder in the released layout.
+
+The folder looks like the ``sudo-ai/zero123plus-v1.2`` snapshot::
+
+    model_index.json                  (+ "ramping_coefficients": 77 floats)
+    vae/                              diffusers AutoencoderKL
+    text_encoder/                     transformers CLIPTextModel
+    tokenizer/                        transformers CLIPTokenizer (vocab.json, merges.txt, ...)
+    unet/                             diffusers UNet2DConditionModel (config.json [+ weights])
+    scheduler/scheduler_config.json   EulerAncestralDiscreteScheduler
+    vision_encoder/                   transformers CLIPVisionModelWithProjection
+    feature_extractor_clip/preprocessor_config.json
+    feature_extractor_vae/preprocessor_config.json
+
+No pipeline class or code from the Hub is used: each part is built by its library
+class, and the pipeline glue is ours (``pipeline.py``).
+
+The InstantMesh white-background UNet (``diffusion_pytorch_model.bin`` of
+TencentARC/InstantMesh) is a plain state dict with exactly the v1.2 UNet's keys
+(reference/zero123plus.md §7). When it is given, the UNet is built from
+``unet/config.json`` on the meta device and the state dict is loaded strictly with
+``assign=True``: the v1.2 UNet weights are never read, and no memory is spent on
+a first set of weights that would be overwritten.
+
+Model code here does no downloading: the caller passes paths (see ``hub.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from instantmesh_cli.errors import WeightsError
+from instantmesh_cli.multiview.conditioning import ImageTransform
+
+# The released UNet config (SD2 architecture; reference/zero123plus.md §1). Kept
+# here as a fact: tests build it on the meta device and check the parameter count
+# of the released UNet, 865,910,724, and the state-dict shapes; benchmarks build
+# full-size random weights from it. Loading always reads the snapshot's own config.
+ZERO123PLUS_UNET_CONFIG: dict[str, Any] = {
+    "act_fn": "silu",
+    "attention_head_dim": [5, 10, 20, 20],  # diffusers' name for the head count: 64-dim heads
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 1024,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 96,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "use_linear_projection": True,
+}
+ZERO123PLUS_UNET_PARAMETERS = 865_910_724
+
+# The other released parts, for full-size random-weight benchmarks (parameter
+# counts from the v1.2 module dump: VAE 83,653,863; text 340,387,840; vision 632,076,800).
+ZERO123PLUS_VAE_CONFIG: dict[str, Any] = {
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "sample_size": 768,
+    "scaling_factor": 0.18215,
+}
+ZERO123PLUS_TEXT_CONFIG: dict[str, Any] = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 23,
+    "num_attention_heads": 16,
+    "max_position_embeddings": 77,
+    "vocab_size": 49408,
+    "hidden_act": "gelu",
+    "projection_dim": 512,
+}
+ZERO123PLUS_VISION_CONFIG: dict[str, Any] = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "image_size": 224,
+    "patch_size": 14,
+    "projection_dim": 1024,
+    "hidden_act": "gelu",
+}
+
+COMPONENT_DIRS = (
+    "vae",
+    "text_encoder",
+    "tokenizer",
+    "unet",
+    "scheduler",
+    "vision_encoder",
+    "feature_extractor_clip",
+    "feature_extractor_vae",
+)
+
+
+@dataclass
+class Zero123PlusComponents:
+    """Everything the pipeline needs, loaded (on the CPU) and checked."""
+
+    vae: Any  # diffusers AutoencoderKL
+    text_encoder: Any  # transformers CLIPTextModel
+    tokenizer: Any  # transformers CLIPTokenizer
+    unet: Any  # diffusers UNet2DConditionModel
+    vision_encoder: Any  # transformers CLIPVisionModelWithProjection
+    scheduler_config: dict[str, Any]
+    clip_transform: ImageTransform
+    vae_transform: ImageTransform
+    ramping_coefficients: list[float]
+    source: dict[str, str] = field(default_factory=dict)  # where each part came from, for logs
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise WeightsError(f"multiview weights incomplete: {path} is missing", hint="run `imesh download`") from None
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path} is not a JSON object")
+    return data
+
+
+def read_ramping_coefficients(folder: Path, expected: int | None = None) -> list[float]:
+    """The 77 per-token weights of the CLIP image embedding (``model_index.json``)."""
+    index = _read_json(folder / "model_index.json")
+    ramp = index.get("ramping_coefficients")
+    if not isinstance(ramp, list) or not ramp or not all(isinstance(v, (int, float)) for v in ramp):
+        raise WeightsError(f"{folder / 'model_index.json'} has no 'ramping_coefficients' list")
+    if expected is not None and len(ramp) != expected:
+        raise WeightsError(
+            f"{folder / 'model_index.json'}: {len(ramp)} ramping coefficients, the text encoder has {expected} positions"
+        )
+    return [float(v) for v in ramp]
+
+
+def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from instantmesh_cli.hub import load_state_dict
+
+        return load_state_dict(path)
+    # A pickled .bin: tensors only (never arbitrary objects).
+    state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} does not hold a state dict")
+    return state
+
+
+def load_unet_state_dict(unet: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, assign: bool) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error naming what does not match."""
+    expected = set(unet.state_dict().keys())
+    given = set(state_dict.keys())
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise WeightsError(f"UNet weights do not match the Zero123++ UNet: {', '.join(parts)} keys")
+    try:
+        unet.load_state_dict(dict(state_dict), strict=True, assign=assign)
+    except RuntimeError as exc:
+        first = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc).splitlines()[0])
+        raise WeightsError(f"UNet weights do not match the Zero123++ UNet: {first}") from None
+
+
+def build_unet_from_config(config: Mapping[str, Any], *, meta: bool = True) -> Any:
+    """A UNet with the given config; on the meta device (no memory) unless ``meta=False``."""
+    from diffusers import UNet2DConditionModel
+
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    if meta:
+        with torch.device("meta"):
+            return UNet2DConditionModel.from_config(config)
+    return UNet2DConditionModel.from_config(config)
+
+
+def _load(what: str, folder: Path, loader: Any) -> Any:
+    try:
+        return loader()
+    except WeightsError:
+        raise
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot load the multiview {what} from {folder}: {first}", hint="run `imesh download`") from None
+
+
+def load_components(
+    folder: str | Path,
+    *,
+    unet_weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+    dtype: torch.dtype = torch.float16,
+) -> Zero123PlusComponents:
+    """Load every part from ``folder`` (layout above) in ``dtype``, on the CPU.
+
+    ``unet_weights``: the white-background UNet (a ``.safetensors``/``.bin`` path or a
+    state dict) that replaces the v1.2 UNet's weights; ``None`` loads ``unet/``'s own.
+    """
+    with _quiet_loading():
+        return _load_components(folder, unet_weights, dtype)
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No per-file progress bars from diffusers/transformers: the CLI shows its own progress."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    d_on, t_on = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if d_on:
+            dlog.enable_progress_bar()
+        if t_on:
+            tlog.enable_progress_bar()
+
+
+def _load_components(
+    folder: str | Path,
+    unet_weights: str | Path | Mapping[str, torch.Tensor] | None,
+    dtype: torch.dtype,
+) -> Zero123PlusComponents:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise WeightsError(f"no Zero123++ model folder at {folder} (model_index.json missing)", hint="run `imesh download`")
+    for sub in COMPONENT_DIRS:
+        if not (folder / sub).is_dir():
+            raise WeightsError(f"multiview weights incomplete: {folder / sub} is missing", hint="run `imesh download`")
+
+    source = {}
+    vae = _load("VAE", folder, lambda: AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype))
+    text_encoder = _load(
+        "text encoder", folder, lambda: CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype)
+    )
+    tokenizer = _load("tokenizer", folder, lambda: CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"))
+    vision_encoder = _load(
+        "vision encoder",
+        folder,
+        lambda: CLIPVisionModelWithProjection.from_pretrained(folder, subfolder="vision_encoder", dtype=dtype),
+    )
+    if unet_weights is None:
+        unet = _load(
+            "UNet", folder, lambda: UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype)
+        )
+        source["unet"] = str(folder / "unet")
+    else:
+        config = _load("UNet config", folder, lambda: UNet2DConditionModel.load_config(folder, subfolder="unet"))
+        unet = build_unet_from_config(config, meta=True)
+        if isinstance(unet_weights, Mapping):
+            state = unet_weights
+            source["unet"] = "state dict"
+        else:
+            path = Path(unet_weights)
+            if not path.is_file():
+                raise WeightsError(f"UNet weights file {path} is missing", hint="run `imesh download`")
+            state = _state_dict_from_file(path)  # safetensors: memory-mapped
+            source["unet"] = str(path)
+        # Cast tensor by tensor, then assign: the loaded tensors become the parameters.
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        load_unet_state_dict(unet, state, assign=True)
+    unet.eval()
+
+    scheduler_config = _read_json(folder / "scheduler" / "scheduler_config.json")
+    clip_transform = ImageTransform.from_config(_read_json(folder / "feature_extractor_clip" / "preprocessor_config.json"))
+    vae_transform = ImageTransform.from_config(_read_json(folder / "feature_extractor_vae" / "preprocessor_config.json"))
+    ramp = read_ramping_coefficients(folder, expected=text_encoder.config.max_position_embeddings)
+    for part in ("vae", "text_encoder", "tokenizer", "vision_encoder", "scheduler"):
+        source.setdefault(part, str(folder / part))
+    return Zero123PlusComponents(
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=tokenizer,
+        unet=unet,
+        vision_encoder=vision_encoder.eval(),
+        scheduler_config=scheduler_config,
+        clip_transform=clip_transform,
+        vae_transform=vae_transform,
+        ramping_coefficients=ramp,
+        source=source,
+    )
+
+
+def load_pipeline(
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float16,
+    original_unet: bool = False,
+    offline: bool | None = None,
+    weights_dir: str | Path | None = None,
+    progress: Any = None,
+    **options: Any,
+) -> Any:
+    """Fetch (or find) the weights through ``hub`` and build the pipeline.
+
+    By default: the sudo-ai/zero123plus-v1.2 parts + InstantMesh's white-background
+    UNet, white fill. ``original_unet=True`` uses the v1.2 UNet and its grey fill.
+    ``options`` go to :class:`~instantmesh_cli.multiview.pipeline.Zero123PlusPipeline`.
+    """
+    from instantmesh_cli import hub, settings
+    from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
+
+    kw = {"offline": offline, "weights_dir": weights_dir, "progress": progress}
+    folder = hub.multiview_folder(original_unet=original_unet, **kw)
+    unet_weights = None if original_unet else hub.weights_file(settings.white_unet_file(), **kw)
+    return Zero123PlusPipeline.from_folder(folder, unet_weights=unet_weights, dtype=dtype, device=device, **options)
