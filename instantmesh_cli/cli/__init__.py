@@ -11,6 +11,7 @@ import traceback
 from typing import Sequence
 
 import click
+import typer
 
 from instantmesh_cli.cli.app import app, state
 from instantmesh_cli.cli.common import error_line
@@ -20,6 +21,23 @@ from instantmesh_cli.errors import ImeshError
 from instantmesh_cli.cli import commands  # noqa: F401,E402
 
 __all__ = ["app", "main", "run"]
+
+
+def _classes(*candidates: object) -> tuple[type[BaseException], ...]:
+    return tuple({c for c in candidates if isinstance(c, type)})
+
+
+# Typer >= 0.26 bundles its own copy of click with its own exception classes; older
+# versions use click's. Catch both so that exit codes do not depend on the version.
+try:
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover - older typer
+    _typer_click = click.exceptions
+_EXIT = _classes(click.exceptions.Exit, getattr(typer, "Exit", None))
+_ABORT = _classes(click.exceptions.Abort, getattr(typer, "Abort", None))
+_USAGE = _classes(click.exceptions.UsageError, getattr(_typer_click, "UsageError", None))
+_CLICK_ERROR = _classes(click.ClickException, getattr(_typer_click, "ClickException", None))
+_NO_ARGS = _classes(getattr(click.exceptions, "NoArgsIsHelpError", None), getattr(_typer_click, "NoArgsIsHelpError", None))
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -34,13 +52,20 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="imesh", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except _ABORT:
         error_line("interrupted")
         return 130
-    except click.ClickException as exc:
-        exc.show()
+    except _NO_ARGS as exc:
+        exc.show()  # the help text: asking for nothing is asking for help
+        return 0
+    except _USAGE as exc:
+        command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "imesh"
+        error_line(f"{exc.format_message()} (see '{command} --help')")
+        return 2
+    except _CLICK_ERROR as exc:
+        error_line(exc.format_message())
         return exc.exit_code
     except KeyboardInterrupt:
         error_line("interrupted")

@@ -1,0 +1,43 @@
+"""The CLI's contract: exit codes, one-line errors, fast start-up without heavy imports."""
+
+import subprocess
+import sys
+
+from instantmesh_cli import __version__
+from instantmesh_cli.cli import run
+
+
+def test_version(capsys):
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"imesh {__version__}"
+
+
+def test_usage_errors_exit_2_with_one_line(capsys):
+    for argv in (["generate", "x.png"], ["bogus"], ["prepare"], ["generate", "a.png", "-o", "o.glb", "--steps", "x"]):
+        assert run(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("imesh: error: "), (argv, err)
+
+
+def test_bad_option_values_are_usage_errors(tmp_path, capsys):
+    img = tmp_path / "a.png"
+    img.write_bytes(b"x")
+    assert run(["generate", str(img), "-o", str(tmp_path / "o.glb"), "--foreground-ratio", "1.5"]) == 2
+    assert "--foreground-ratio" in capsys.readouterr().err
+    assert run(["generate", str(img), "-o", str(tmp_path / "o.fbx")]) == 2
+    assert ".fbx" in capsys.readouterr().err
+
+
+def test_no_arguments_prints_help(capsys):
+    assert run([]) == 0
+    assert "generate" in capsys.readouterr().out + capsys.readouterr().err
+
+
+def test_help_imports_no_heavy_library():
+    code = (
+        "import sys; from instantmesh_cli.cli import run; run(['--help']);"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'trimesh', 'rembg', 'nvdiffrast') if m in sys.modules];"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
