@@ -1,0 +1,186 @@
+"""``imesh generate`` end to end on CPU: tiny Zero123++ parts + a tiny shape-designed LRM from the fake hub.
+
+The reconstruction checkpoint is ``lrm_fixtures.shape_state``: whatever the views,
+the model reconstructs a known octahedron, so every output can be checked for real.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lrm_fixtures as fx
+from instantmesh_cli import settings
+from instantmesh_cli.cli import run
+from instantmesh_cli.reconstruction import config
+from multiview_fixtures import make_tiny_zero123plus, make_white_unet_bin
+
+FAST = ["--steps", "1", "--device", "cpu", "--no-rembg"]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    folder = make_tiny_zero123plus(tmp_path_factory.mktemp("zero123plus-v1.2"))
+    white = make_white_unet_bin(tmp_path_factory.mktemp("instantmesh") / settings.WHITE_UNET_FILE)
+    cfg = config.tiny_config(config.INSTANT_MESH_LARGE)
+    return {
+        "zero123plus": {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()},
+        "instantmesh": {
+            settings.WHITE_UNET_FILE: white.read_bytes(),
+            settings.get_variant("instant-mesh-large").checkpoint: fx.checkpoint_bytes(fx.shape_state(cfg)),
+        },
+        "dino": {"config.json": fx.dino_config_bytes(cfg), "preprocessor_config.json": fx.DINO_PREPROCESSOR},
+        "cfg": cfg,
+    }
+
+
+@pytest.fixture()
+def served(assets, fake_hub, monkeypatch, tmp_path):
+    """Every weight file on the fake hub at fresh commits; imesh pointed at them with empty caches."""
+    from huggingface_hub import constants
+
+    name = "instant-mesh-large"
+    variant = settings.get_variant(name)
+    monkeypatch.setitem(settings.VARIANTS, name, settings.ModelVariant(name, assets["cfg"], variant.checkpoint))
+    monkeypatch.setattr(settings, "FILE_FACTS", {})
+    for repo, files in (
+        (settings.ZERO123PLUS_REPO, assets["zero123plus"]),
+        (settings.INSTANTMESH_REPO, assets["instantmesh"]),
+        (settings.DINO_REPO, assets["dino"]),
+    ):
+        monkeypatch.setenv(settings.revision_env_var(repo), fake_hub.new_commit(repo, files))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-hub"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub"))
+    monkeypatch.setenv("IMESH_CACHE_DIR", str(tmp_path / "imesh"))
+
+
+def photo(path, shift=0):
+    """An RGBA object on transparency (real alpha: background removal is skipped automatically)."""
+    yy, xx = np.mgrid[:96, :96]
+    rgba = np.zeros((96, 96, 4), np.uint8)
+    rgba[..., 0] = 180
+    rgba[..., 1] = (xx * 2).astype(np.uint8)
+    rgba[..., 2] = 90
+    rgba[..., 3] = np.where((yy - 48) ** 2 + (xx - 44 - shift) ** 2 < 28**2, 255, 0)
+    Image.fromarray(rgba, "RGBA").save(path)
+    return path
+
+
+def load_glb(data_or_path):
+    import trimesh
+
+    if isinstance(data_or_path, bytes):
+        scene = trimesh.load(io.BytesIO(data_or_path), file_type="glb")
+    else:
+        scene = trimesh.load(data_or_path)
+    return scene.to_geometry() if hasattr(scene, "to_geometry") else scene.dump(concatenate=True)
+
+
+def check_octahedron(mesh):
+    """The designed octahedron (semi-axes 0.6, 0.4, 0.3 along model x, y, z) in the glTF frame, longest side 1 m."""
+    extent = mesh.bounds[1] - mesh.bounds[0]
+    a, b, c = fx.SEMI_AXES
+    # glTF X = model y, Y = model z (up), Z = model x (towards the viewer)
+    expected = np.array([b, c, a]) / a
+    # The tiny test grid (32 cells over 2.1) rounds the sharp apexes off by up to about one cell.
+    assert np.allclose(extent, expected, atol=0.1), extent
+    assert extent[2] == pytest.approx(1.0) and extent[1] < extent[0] < extent[2]
+    assert np.allclose((mesh.bounds[0] + mesh.bounds[1]) / 2, 0.0, atol=1e-5)
+    assert mesh.is_watertight
+
+
+def test_one_photo_to_glb_with_json(served, tmp_path, capsys):
+    src = photo(tmp_path / "mug.png")
+    out = tmp_path / "mug.glb"
+    code = run(["generate", str(src), "-o", str(out), "--json", "--no-texture", "--save-views", *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    record = json.loads(captured.out.strip())
+    assert set(record) == {
+        "input", "output", "status", "error", "seed", "seconds", "total_seconds",
+        "vertices", "faces", "psnr_before", "psnr_after", "files",
+    }
+    assert record["status"] == "ok" and record["error"] is None and record["output"] == str(out)
+    assert {"prepare", "multiview", "reconstruct", "export"} <= set(record["seconds"])
+    assert record["seed"] == __import__("instantmesh_cli.batch", fromlist=["x"]).derive_seed(42, "mug.png")
+    mesh = load_glb(out)
+    assert record["faces"] == len(mesh.faces) > 100
+    check_octahedron(mesh)
+    assert Image.open(tmp_path / "mug_views.png").size == (640, 960)
+    assert "Traceback" not in captured.err
+
+
+def test_batch_survives_broken_files(served, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo(folder / "a.png")
+    (folder / "b.png").write_bytes(b"")  # 0-byte
+    (folder / "c.png").write_text("not an image")
+    photo(folder / "d.png", shift=4)
+    out = tmp_path / "out"
+    code = run(["generate", str(folder), "-o", f"{out}/", "--json", "--no-texture", *FAST])
+    captured = capsys.readouterr()
+    assert code == 1
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["input"].rsplit("/", 1)[1] for r in records] == ["a.png", "b.png", "c.png", "d.png"]
+    assert [r["status"] for r in records] == ["ok", "failed", "failed", "ok"]
+    assert all(r["error"] and "\n" not in r["error"] for r in records if r["status"] == "failed")
+    assert sorted(p.name for p in out.iterdir()) == ["a.glb", "d.glb"]
+    assert records[0]["seed"] != records[3]["seed"]  # each image its own seed
+    for name in ("a.glb", "d.glb"):
+        check_octahedron(load_glb(out / name))
+
+
+def test_stdin_bytes_in_glb_bytes_out(served, tmp_path, monkeypatch, capsysbinary):
+    data = photo(tmp_path / "p.png").read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code = run(["generate", "-", "-o", "-", "--no-texture", "--quiet", *FAST])
+    captured = capsysbinary.readouterr()
+    assert code == 0, captured.err
+    assert captured.out[:4] == b"glTF"
+    check_octahedron(load_glb(captured.out))
+
+
+def test_skip_existing_and_interrupted_batch_resumes(served, tmp_path, monkeypatch, capsys):
+    from instantmesh_cli.pipeline import ImeshPipeline
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        photo(folder / f"{name}.png")
+    out = tmp_path / "out"
+    real = ImeshPipeline.reconstruct
+    calls = {"n": 0}
+
+    def interrupt_second(self, grid):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, grid)
+
+    monkeypatch.setattr(ImeshPipeline, "reconstruct", interrupt_second)
+    assert run(["generate", str(folder), "-o", f"{out}/", "--no-texture", *FAST]) == 130
+    assert sorted(p.name for p in out.iterdir()) == ["a.glb"]  # finished output kept, nothing partial
+    capsys.readouterr()
+    monkeypatch.setattr(ImeshPipeline, "reconstruct", real)
+    assert run(["generate", str(folder), "-o", f"{out}/", "--json", "--skip-existing", "--no-texture", *FAST]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["status"] for r in records] == ["skipped", "ok", "ok"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.glb", "b.glb", "c.glb"]
+
+
+def test_from_list_and_obj_format(served, tmp_path, capsys):
+    a = photo(tmp_path / "a.png")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# inputs\n{a}\n")
+    code = run(["generate", "--from-list", str(listing), "-o", str(tmp_path / "o") + "/", "--format", "obj", "--no-texture", *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.strip() == str(tmp_path / "o" / "a.obj")
+    text = (tmp_path / "o" / "a.obj").read_text()
+    assert text.count("\nf ") > 100
