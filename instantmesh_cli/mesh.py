@@ -84,19 +84,55 @@ def _with(mesh: Mesh, vertex_ids: np.ndarray | None, faces: np.ndarray, note: di
 
 
 def remove_unreferenced_vertices(mesh: Mesh) -> Mesh:
-    used = np.unique(mesh.faces)
+    used = np.flatnonzero(np.bincount(mesh.faces.reshape(-1), minlength=len(mesh.vertices)))
     if len(used) == len(mesh.vertices):
         return mesh
     return _with(mesh, used, mesh.faces)
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # np.cross is several times slower than this on (N, 3) arrays
+    return np.stack(
+        [a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2], a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]],
+        axis=1,
+    )
+
+
 def face_areas(mesh: Mesh) -> np.ndarray:
-    v = mesh.vertices.astype(np.float64)[mesh.faces]
-    return 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+    v = mesh.vertices.astype(np.float64)
+    a, b, c = v[mesh.faces[:, 0]], v[mesh.faces[:, 1]], v[mesh.faces[:, 2]]
+    return 0.5 * np.sqrt((_cross(b - a, c - a) ** 2).sum(axis=1))
+
+
+def _row_keys(rows: np.ndarray, bound: int) -> np.ndarray | None:
+    """One int64 per row of non-negative ints < ``bound`` (None if they do not fit in 63 bits)."""
+    bits = max(int(bound - 1).bit_length(), 1)
+    if bits * rows.shape[1] > 63:
+        return None
+    key = np.zeros(len(rows), dtype=np.int64)
+    for col in range(rows.shape[1]):
+        key = (key << bits) | rows[:, col].astype(np.int64)
+    return key
+
+
+def _unique_rows(rows: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first occurrence of each distinct row, inverse) like np.unique(axis=0), faster."""
+    key = _row_keys(rows, bound)
+    if key is not None:
+        # The usual case has no duplicates: a plain sort says so much faster than np.unique's stable argsort.
+        ordered = np.sort(key)
+        if not bool((ordered[1:] == ordered[:-1]).any()):
+            identity = np.arange(len(rows))
+            return identity, identity
+    if key is None:
+        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        return first, inverse.reshape(-1)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 def merge_duplicate_vertices(mesh: Mesh, tolerance: float | None = None) -> Mesh:
-    """Weld vertices closer than ``tolerance`` (default 1e-7 of the bounding-box diagonal).
+    """Weld vertices closer than ``tolerance`` (default 1e-6 of the bounding-box diagonal).
 
     Only exact-in-practice duplicates are merged, never nearby vertices of different
     surface sheets. Vertices with different UVs stay apart (UV seams); merged colours
@@ -107,12 +143,12 @@ def merge_duplicate_vertices(mesh: Mesh, tolerance: float | None = None) -> Mesh
         return mesh
     lo, hi = mesh.bounds()
     diag = float(np.linalg.norm(hi - lo)) or 1.0
-    tol = tolerance if tolerance is not None else 1e-7 * diag
+    tol = tolerance if tolerance is not None else 1e-6 * diag
     key = np.round((mesh.vertices.astype(np.float64) - lo) / tol).astype(np.int64)
     if mesh.uv is not None:
         key = np.concatenate([key, np.round(mesh.uv.astype(np.float64) * 1e6).astype(np.int64)], axis=1)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    key -= key.min(axis=0)
+    first, inverse = _unique_rows(key, int(key.max()) + 1)
     if len(first) == n:
         return mesh
     colors = None
@@ -144,7 +180,7 @@ def remove_duplicate_faces(mesh: Mesh) -> Mesh:
     """Keep one face of each set of faces over the same three vertices (either winding)."""
     if len(mesh.faces) == 0:
         return mesh
-    _, first = np.unique(np.sort(mesh.faces, axis=1), axis=0, return_index=True)
+    first, _ = _unique_rows(np.sort(mesh.faces, axis=1), len(mesh.vertices))
     if len(first) == len(mesh.faces):
         return mesh
     keep = np.sort(first)
@@ -169,16 +205,12 @@ def remove_small_components(mesh: Mesh, min_ratio: float = 0.02, by: str = "area
     """Drop connected pieces smaller than ``min_ratio`` of the largest (by ``"area"`` or ``"faces"``)."""
     if len(mesh.faces) == 0:
         return mesh
-    labels = face_components(mesh)
-    _, labels = np.unique(labels, return_inverse=True)
-    labels = labels.reshape(-1)
-    if by == "area":
-        size = np.bincount(labels, weights=face_areas(mesh))
-    elif by == "faces":
-        size = np.bincount(labels).astype(np.float64)
-    else:
+    if by not in ("area", "faces"):
         raise ValueError(f"by must be 'area' or 'faces', not {by!r}")
-    keep_component = size >= min_ratio * size.max()
+    labels = face_components(mesh)  # labels of vertex components: some may have no faces
+    count = np.bincount(labels)
+    size = np.bincount(labels, weights=face_areas(mesh)) if by == "area" else count.astype(np.float64)
+    keep_component = (size >= min_ratio * size.max()) | (count == 0)
     keep_component[np.argmax(size)] = True
     if keep_component.all():
         return mesh
@@ -192,8 +224,8 @@ def _winding_consistent(faces: np.ndarray) -> bool:
     if len(faces) == 0:
         return True
     n = int(faces.max()) + 1
-    directed = np.concatenate([faces[:, 0] * n + faces[:, 1], faces[:, 1] * n + faces[:, 2], faces[:, 2] * n + faces[:, 0]])
-    return len(np.unique(directed)) == len(directed)
+    directed = np.sort(np.concatenate([faces[:, 0] * n + faces[:, 1], faces[:, 1] * n + faces[:, 2], faces[:, 2] * n + faces[:, 0]]))
+    return not bool((directed[1:] == directed[:-1]).any())
 
 
 def orient_outward(mesh: Mesh) -> Mesh:
@@ -215,16 +247,24 @@ def orient_outward(mesh: Mesh) -> Mesh:
         f = np.asarray(tm.faces, dtype=np.int64)
         note["fixed_winding"] = True
     labels = face_components(Mesh(mesh.vertices, f))
+    k = int(labels.max()) + 1
     v = mesh.vertices.astype(np.float64)
-    flipped = 0
-    for label in np.unique(labels):
-        sel = labels == label
-        tri = v[f[sel]]
-        c = tri.reshape(-1, 3).mean(axis=0)
-        a, b, d = tri[:, 0] - c, tri[:, 1] - c, tri[:, 2] - c
-        if np.einsum("ij,ij->i", a, np.cross(b, d)).sum() < 0:
-            f[sel] = f[sel][:, ::-1]
-            flipped += 1
+    a, b, d = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    # Signed volume about the piece's centroid c, for every piece at once:
+    # det(a-c, b-c, d-c) = det(a, b, d) - c . (a x b + b x d + d x a)
+    det = (a * _cross(b, d)).sum(axis=1)
+    normal = _cross(a, b) + _cross(b, d) + _cross(d, a)
+    count = np.bincount(labels, minlength=k).astype(np.float64)
+    corner_sum = a + b + d
+    centroid = np.stack([np.bincount(labels, corner_sum[:, i], minlength=k) for i in range(3)], axis=1)
+    centroid /= 3 * np.maximum(count, 1)[:, None]
+    sum_normal = np.stack([np.bincount(labels, normal[:, i], minlength=k) for i in range(3)], axis=1)
+    volume = np.bincount(labels, det, minlength=k) - (centroid * sum_normal).sum(axis=1)
+    flip = volume < 0
+    flipped = int(flip.sum())
+    if flipped:
+        sel = flip[labels]
+        f[sel] = f[sel][:, ::-1]
     if flipped:
         note["flipped_components"] = flipped
     if not note:

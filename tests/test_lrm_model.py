@@ -213,6 +213,13 @@ def test_position_embeddings_resampled_with_dino_scale_factor():
     # the quirk matters: a size-based resize gives other embeddings
     assert (expected - by_size).abs().max() > 1e-3
     assert emb.resampled_position_embeddings(224, 224) is emb.position_embeddings
+    # cached for inference until the weights change; never used while training
+    with torch.no_grad():
+        assert emb.resampled_position_embeddings(320, 320) is emb.resampled_position_embeddings(320, 320)
+        emb.position_embeddings.mul_(2)
+        torch.testing.assert_close(emb.resampled_position_embeddings(320, 320), got * 2)
+    trained = emb.resampled_position_embeddings(320, 320)
+    assert trained.requires_grad and trained is not emb.resampled_position_embeddings(320, 320)
 
 
 def _tiny_model(base=config.INSTANT_MESH_LARGE, state_fn=fx.random_state, seed=0) -> ReconstructionModel:
@@ -399,10 +406,22 @@ def test_load_local_checkpoint_and_safetensors(tmp_path):
         assert not model.training and not any(p.requires_grad for p in model.parameters())
         assert all(p.device.type == "cpu" for p in model.parameters())
         torch.testing.assert_close(model.forward_planes(images, cams), expected)
-    half = loading.load_weights(cfg, st, weights_dtype=torch.bfloat16, compute_dtype=torch.bfloat16)
-    assert half.transformer.pos_embed.dtype == torch.bfloat16
-    assert half.decoder.net_sdf[0].weight.dtype == torch.float32
-    assert half.forward_planes(images, cams).dtype == torch.float32
+    for dtype in (torch.bfloat16, torch.float16):
+        # matrix weights stored at the compute precision: the same planes as fp32 weights + autocast
+        half = loading.load_weights(cfg, st, compute_dtype=dtype)
+        assert half.transformer.layers[0].cross_attn.k_proj_weight.dtype == dtype
+        assert half.encoder.model.encoder.layer[0].attention.attention.query.bias.dtype == dtype
+        assert half.transformer.pos_embed.dtype == torch.float32  # embeddings, norms, heads stay fp32
+        assert half.transformer.layers[0].norm1.weight.dtype == torch.float32
+        assert half.encoder.model.embeddings.position_embeddings.dtype == torch.float32
+        assert half.decoder.net_sdf[0].weight.dtype == torch.float32
+        autocast_only = loading.load_weights(cfg, st, compute_dtype=dtype, weights_dtype=torch.float32)
+        assert autocast_only.transformer.deconv.weight.dtype == torch.float32
+        planes = half.forward_planes(images, cams)
+        assert planes.dtype == torch.float32
+        torch.testing.assert_close(planes, autocast_only.forward_planes(images, cams), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError):
+        loading.load_weights(cfg, st, weights_dtype=torch.float16)  # fp16 storage needs fp16 compute
 
 
 def test_mismatched_checkpoints_are_one_line_weights_errors(tmp_path):

@@ -62,7 +62,9 @@ def tiny_config(base: LRMConfig) -> LRMConfig:
     return replace(
         base,
         encoder=replace(base.encoder, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
-        transformer_dim=32,
+        # Differs from the encoder width, as in the released models (1024 vs 768): the
+        # cross-attention keeps separate q/k/v projections, like nn.MultiheadAttention with kdim != dim.
+        transformer_dim=48,
         transformer_layers=2,
         transformer_heads=2,
         triplane_low_res=8,
