@@ -137,34 +137,20 @@ def flexicubes_mesh(model: "ReconstructionModel", planes: torch.Tensor) -> Mesh:
 
 
 @torch.no_grad()
-def density_grid(model: "ReconstructionModel", planes: torch.Tensor, res: int, chunk: int = POINT_CHUNK) -> torch.Tensor:
-    """Activated density softplus(raw - 1) on a res³ grid over [-1, 1]³, indexed [x, y, z]."""
-    axis = torch.linspace(-1.0, 1.0, res, device=planes.device)
-    out = torch.empty(res**3, dtype=torch.float32, device=planes.device)
-    n = res**3
-    for i in range(0, n, chunk):
-        idx = torch.arange(i, min(i + chunk, n), device=planes.device)
-        pts = torch.stack([axis[idx // (res * res)], axis[(idx // res) % res], axis[idx % res]], dim=-1)
-        out[i : i + chunk] = model.decoder.density(_features(model, planes, pts)).float()
-    return out.reshape(res, res, res)
-
-
-@torch.no_grad()
 def density_mesh(model: "ReconstructionModel", planes: torch.Tensor) -> Mesh:
     """Marching cubes on the density field (NeRF variants), vertex colours from the colour head."""
-    from skimage.measure import marching_cubes
+    from instantmesh_cli.reconstruction import marching
 
     planes = planes.float()
     cfg = model.cfg
     res, level = cfg.mesh_resolution, cfg.mesh_threshold
-    density = density_grid(model, planes, res).cpu().numpy()
-    meta = {"extractor": "marching_cubes", "mesh_resolution": res, "mesh_threshold": level}
-    if not (density.min() < level < density.max()):
-        return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), vertex_colors=np.zeros((0, 3)), metadata=meta)
-    # The object is where the density exceeds the level. With that, scikit-image's
-    # "ascent" gives counter-clockwise faces seen from outside (positive signed volume;
-    # its default "descent" winds them inward) — tests/test_lrm_model.py checks it.
-    verts, faces, _, _ = marching_cubes(density, level=level, gradient_direction="ascent")
-    verts = (verts / (res - 1) * 2.0 - 1.0).astype(np.float32)
-    v = torch.from_numpy(verts).to(planes.device)
-    return Mesh(verts, faces.astype(np.int64), vertex_colors=vertex_colors(model, planes, v), metadata=meta)
+    density = marching.density_grid(
+        lambda pts: model.decoder.density(_features(model, planes, pts)), res, device=planes.device, chunk_size=POINT_CHUNK
+    )
+    v, f = marching.marching_cubes(density, level)
+    return Mesh(
+        v.cpu().numpy(),
+        f.cpu().numpy(),
+        vertex_colors=vertex_colors(model, planes, v.to(planes.device)),
+        metadata={"extractor": "marching_cubes", "mesh_resolution": res, "mesh_threshold": level},
+    )
