@@ -7,10 +7,22 @@ metres, centred, longest side ``size`` metres.
 From the model frame (+z up, viewer of the input photo on +x, image-right = +y):
 glTF X = model y, glTF Y = model z, glTF Z = model x. That is a cyclic
 permutation of the axes, a proper rotation (det +1), so face winding is kept.
+
+Colour spaces. Our colours (views, texture, vertex colours) are sRGB-encoded.
+- GLB: ``baseColorTexture`` is sRGB by the glTF specification, so the texture is
+  stored as it is (the PNG also carries an sRGB ICC profile); ``COLOR_0`` is linear
+  by the specification, so vertex colours are converted sRGB → linear (and stored
+  with 16 bits, enough levels in the darks). Every
+  primitive gets a matte PBR material (metallic 0, roughness 1): without one, viewers
+  use glTF's default material, which is fully metallic and renders dark.
+  Smooth vertex normals are written (computed on the welded surface, so UV seams
+  do not show as shading creases); without them viewers shade flat.
+- OBJ (``v x y z r g b``) and PLY vertex colours: sRGB, as those tools expect.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +35,7 @@ from instantmesh_cli.mesh import Mesh
 
 MeshFormat = Literal["glb", "obj", "ply"]
 FORMATS: tuple[str, ...] = ("glb", "obj", "ply")
+TEXTURE_SUFFIX = "_texture.png"  # OBJ side file: <stem>_texture.png (never clobbers an input <stem>.png)
 
 # Columns of the model-frame coordinates that become glTF X, Y, Z.
 _MODEL_TO_GLTF_AXES = [1, 2, 0]
@@ -55,30 +68,117 @@ def export_transform(mesh: Mesh, size: float | None = 1.0) -> ExportTransform:
     return ExportTransform(center, scale)
 
 
-def to_trimesh(mesh: Mesh, transform: ExportTransform):
-    """A ``trimesh.Trimesh`` in the exported frame (vertex order kept, so UV seams survive)."""
-    import trimesh
+# ------------------------------------------------------------------------------ colour helpers
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    c = np.clip(np.asarray(c, dtype=np.float64), 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    c = np.clip(np.asarray(c, dtype=np.float64), 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)
+
+
+def _to_bytes(colors01: np.ndarray) -> np.ndarray:
+    """(N, 3) floats in [0, 1] → (N, 4) uint8 RGBA, opaque."""
+    rgb = np.clip(np.round(np.asarray(colors01, dtype=np.float64) * 255), 0, 255)
+    return np.concatenate([rgb, np.full((len(rgb), 1), 255)], axis=1).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=1)
+def _srgb_icc() -> bytes | None:
+    try:
+        from PIL import ImageCms
+
+        return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    except Exception:  # Pillow built without littlecms: the PNG simply carries no profile
+        return None
+
+
+def texture_image(texture: np.ndarray):
+    """The texture as a PIL RGB image tagged sRGB (the ICC profile travels into every PNG written from it)."""
     from PIL import Image
 
+    img = Image.fromarray(np.ascontiguousarray(texture), "RGB")
+    icc = _srgb_icc()
+    if icc:
+        img.info["icc_profile"] = icc
+    return img
+
+
+def vertex_colors_from_gltf(tm) -> np.ndarray | None:
+    """sRGB vertex colours (N, 3) in [0, 1] of a trimesh loaded from one of our GLBs (COLOR_0 is linear)."""
+    visual = tm.visual
+    rgba = None
+    if getattr(visual, "kind", None) == "vertex":
+        rgba = visual.vertex_colors
+    elif hasattr(visual, "vertex_attributes") and "color" in visual.vertex_attributes:
+        rgba = visual.vertex_attributes["color"]
+    if rgba is None:
+        return None
+    rgba = np.asarray(rgba)
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(rgba.dtype, 1.0)
+    return linear_to_srgb(rgba[:, :3] / scale).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ geometry helpers
+
+
+def weld_positions(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique positions, index of each vertex's position): exact duplicates only (UV-seam copies)."""
+    uniq, inverse = np.unique(np.ascontiguousarray(vertices), axis=0, return_inverse=True)
+    return uniq, inverse.reshape(-1)
+
+
+def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals, computed on the welded surface so seam copies share normals."""
+    if len(faces) == 0:
+        return np.tile(np.array([[0.0, 0.0, 1.0]], np.float32), (len(vertices), 1))
+    _, inverse = weld_positions(vertices)
+    v = vertices.astype(np.float64)
+    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+    acc = np.zeros((int(inverse.max()) + 1, 3))
+    for k in range(3):
+        np.add.at(acc, inverse[faces[:, k]], fn)
+    n = acc[inverse]
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    n = np.where(length > 0, n / np.maximum(length, 1e-30), np.array([0.0, 0.0, 1.0]))
+    return n.astype(np.float32)
+
+
+def _matte_material(**kw):
+    import trimesh
+
+    return trimesh.visual.material.PBRMaterial(
+        name="material_0", baseColorFactor=[255, 255, 255, 255], metallicFactor=0.0, roughnessFactor=1.0,
+        doubleSided=False, **kw,
+    )
+
+
+def to_trimesh(mesh: Mesh, transform: ExportTransform, *, gltf: bool = False):
+    """A ``trimesh.Trimesh`` in the exported frame (vertex order kept, so UV seams survive).
+
+    ``gltf=True`` prepares it for GLB: matte PBR material always, smooth normals; vertex
+    colours are left to :func:`add_color_attribute`.
+    """
+    import trimesh
+
     vertices = transform.apply(mesh.vertices)
+    kwargs = {}
+    if gltf:
+        kwargs["vertex_normals"] = smooth_normals(vertices, mesh.faces)
     if mesh.is_textured:
-        material = trimesh.visual.material.PBRMaterial(
-            name="material_0",
-            baseColorTexture=Image.fromarray(mesh.texture, "RGB"),
-            baseColorFactor=[255, 255, 255, 255],
-            metallicFactor=0.0,
-            roughnessFactor=1.0,
-            doubleSided=False,
-        )
+        material = _matte_material(baseColorTexture=texture_image(mesh.texture))
         visual = trimesh.visual.TextureVisuals(uv=mesh.uv, material=material)
+    elif gltf:  # vertex colours (if any) are added by _glb_bytes as 16-bit linear COLOR_0
+        visual = trimesh.visual.TextureVisuals(material=_matte_material())
     elif mesh.vertex_colors is not None:
-        rgba = np.concatenate(
-            [np.clip(np.round(mesh.vertex_colors * 255), 0, 255), np.full((len(vertices), 1), 255)], axis=1
-        ).astype(np.uint8)
-        visual = trimesh.visual.ColorVisuals(vertex_colors=rgba)
+        visual = trimesh.visual.ColorVisuals(vertex_colors=_to_bytes(mesh.vertex_colors))
     else:
         visual = None
-    return trimesh.Trimesh(vertices=vertices, faces=mesh.faces, visual=visual, process=False)
+    return trimesh.Trimesh(vertices=vertices, faces=mesh.faces, visual=visual, process=False, **kwargs)
 
 
 def sample_texture(mesh: Mesh) -> np.ndarray:
@@ -90,13 +190,78 @@ def sample_texture(mesh: Mesh) -> np.ndarray:
     return mesh.texture[rows, cols].astype(np.float32) / 255.0
 
 
+def _glb_bytes(mesh: Mesh, transform: ExportTransform) -> bytes:
+    data = to_trimesh(mesh, transform, gltf=True).export(file_type="glb", include_normals=True)
+    if mesh.vertex_colors is not None and not mesh.is_textured:
+        data = add_color_attribute(data, srgb_to_linear(mesh.vertex_colors))
+    return data
+
+
+def add_color_attribute(glb: bytes, linear_rgb: np.ndarray) -> bytes:
+    """Add ``COLOR_0`` (unsigned short, normalised, VEC4) to the one primitive of a GLB.
+
+    16 bits because COLOR_0 is linear: 8 bits leave too few levels in the darks
+    (every sRGB value below 0.05 would collapse to 0). trimesh writes only 8-bit colours,
+    so the attribute is appended to the finished file, following the GLB layout of the
+    glTF 2.0 specification (12-byte header, JSON chunk, BIN chunk, 4-byte alignment).
+    """
+    import json
+    import struct
+
+    magic, version, _ = struct.unpack_from("<4sII", glb, 0)
+    if magic != b"glTF" or version != 2:
+        raise ValueError("not a glTF 2.0 binary")
+    json_len, json_type = struct.unpack_from("<II", glb, 12)
+    tree = json.loads(glb[20 : 20 + json_len])
+    offset = 20 + json_len
+    if offset < len(glb):
+        bin_len, _ = struct.unpack_from("<II", glb, offset)
+        binary = bytearray(glb[offset + 8 : offset + 8 + bin_len])
+    else:
+        binary = bytearray()
+    (primitive,) = [p for m in tree["meshes"] for p in m["primitives"]]
+    count = tree["accessors"][primitive["attributes"]["POSITION"]]["count"]
+    if len(linear_rgb) != count:
+        raise ValueError(f"{len(linear_rgb)} colours for {count} vertices")
+    rgba = np.ones((count, 4))
+    rgba[:, :3] = np.clip(linear_rgb, 0.0, 1.0)
+    data = np.round(rgba * 65535).astype("<u2").tobytes()  # 8 bytes per vertex: 4-byte aligned
+    binary += b"\0" * (-len(binary) % 4)
+    tree.setdefault("bufferViews", []).append(
+        {"buffer": 0, "byteOffset": len(binary), "byteLength": len(data), "target": 34962}
+    )
+    binary += data
+    tree["accessors"].append(
+        {"bufferView": len(tree["bufferViews"]) - 1, "componentType": 5123, "normalized": True, "count": count, "type": "VEC4"}
+    )
+    primitive["attributes"]["COLOR_0"] = len(tree["accessors"]) - 1
+    tree["buffers"] = [{"byteLength": len(binary)}]
+    text = json.dumps(tree, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)
+    total = 12 + 8 + len(text) + 8 + len(binary)
+    return b"".join([
+        struct.pack("<4sII", b"glTF", 2, total), struct.pack("<II", len(text), json_type), text,
+        struct.pack("<II", len(binary), 0x004E4942), bytes(binary),
+    ])
+
+
 def encode_glb(mesh: Mesh, size: float | None = 1.0) -> bytes:
     """The GLB file as bytes (for ``-o -``)."""
-    return to_trimesh(mesh, export_transform(mesh, size)).export(file_type="glb")
+    return _glb_bytes(mesh, export_transform(mesh, size))
+
+
+def vertex_colored(mesh: Mesh) -> Mesh:
+    """A textured mesh as a welded, vertex-coloured one (its own vertex colours, else texture lookups)."""
+    if not mesh.is_textured:
+        return mesh
+    from instantmesh_cli.mesh import merge_duplicate_vertices
+
+    colors = mesh.vertex_colors if mesh.vertex_colors is not None else sample_texture(mesh)
+    return merge_duplicate_vertices(Mesh(mesh.vertices, mesh.faces, colors, metadata=dict(mesh.metadata)))
 
 
 def export_mesh(mesh: Mesh, path: str | Path, fmt: MeshFormat | None = None, size: float | None = 1.0) -> list[Path]:
-    """Write ``mesh`` to ``path`` atomically; return every file written (OBJ adds .mtl and .png)."""
+    """Write ``mesh`` to ``path`` atomically; return every file written (a textured OBJ adds .mtl and .png)."""
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".").lower()) or "glb"
     if fmt not in FORMATS:
@@ -105,15 +270,12 @@ def export_mesh(mesh: Mesh, path: str | Path, fmt: MeshFormat | None = None, siz
         raise UsageError(f"unknown output format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     transform = export_transform(mesh, size)
     if fmt == "glb":
-        data = to_trimesh(mesh, transform).export(file_type="glb")
+        data = _glb_bytes(mesh, transform)
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
         return [path]
     if fmt == "ply":
-        flat = mesh
-        if mesh.is_textured:
-            flat = Mesh(mesh.vertices, mesh.faces, vertex_colors=sample_texture(mesh))
-        data = to_trimesh(flat, transform).export(file_type="ply")
+        data = to_trimesh(vertex_colored(mesh), transform).export(file_type="ply")
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
         return [path]
@@ -121,20 +283,22 @@ def export_mesh(mesh: Mesh, path: str | Path, fmt: MeshFormat | None = None, siz
 
 
 def _write_obj(mesh: Mesh, transform: ExportTransform, path: Path) -> list[Path]:
-    """OBJ (+ MTL + PNG side by side when textured). Vertex colours go on the ``v`` lines."""
-    vertices = transform.apply(mesh.vertices)
-    lines = [f"# written by imesh", ]
-    written: list[Path] = []
-    stem = path.stem
-    if mesh.is_textured:
-        from PIL import Image
+    """OBJ (+ MTL + PNG side by side when textured). Vertex colours go on the ``v`` lines.
 
-        png_path = path.with_name(f"{stem}.png")
-        mtl_path = path.with_name(f"{stem}.mtl")
+    A textured mesh is written welded: one ``v`` per position, one ``vt`` per UV vertex,
+    ``f v/vt``, so tools see one connected surface rather than charts with cracks.
+    """
+    vertices = transform.apply(mesh.vertices)
+    head = ["# written by imesh (glTF frame: +Y up, front +Z, metres)"]
+    written: list[Path] = []
+    body = io.StringIO()
+    if mesh.is_textured:
+        png_path = path.with_name(f"{path.stem}{TEXTURE_SUFFIX}")
+        mtl_path = path.with_name(f"{path.stem}.mtl")
         buf = io.BytesIO()
-        Image.fromarray(mesh.texture, "RGB").save(buf, format="PNG")
+        texture_image(mesh.texture).save(buf, format="PNG")
         mtl = (
-            "newmtl material_0\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nNs 0\nillum 1\n"
+            "# written by imesh\nnewmtl material_0\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nNs 0\nd 1\nillum 1\n"
             f"map_Kd {png_path.name}\n"
         )
         with atomic_path(png_path) as tmp:
@@ -142,20 +306,21 @@ def _write_obj(mesh: Mesh, transform: ExportTransform, path: Path) -> list[Path]
         with atomic_path(mtl_path) as tmp:
             tmp.write_text(mtl)
         written += [png_path, mtl_path]
-        lines.append(f"mtllib {mtl_path.name}")
-    body = io.StringIO()
-    body.write("\n".join(lines) + "\n")
-    if mesh.vertex_colors is not None and not mesh.is_textured:
-        np.savetxt(body, np.concatenate([vertices, mesh.vertex_colors], axis=1), fmt="v %.6f %.6f %.6f %.4f %.4f %.4f")
-    else:
-        np.savetxt(body, vertices, fmt="v %.6f %.6f %.6f")
-    faces1 = mesh.faces + 1
-    if mesh.is_textured:
+        head.append(f"mtllib {mtl_path.name}")
+        positions, pos_index = weld_positions(vertices)
+        body.write("\n".join(head) + "\n")
+        np.savetxt(body, positions, fmt="v %.6f %.6f %.6f")
         np.savetxt(body, mesh.uv, fmt="vt %.6f %.6f")
         body.write("usemtl material_0\n")
-        np.savetxt(body, np.repeat(faces1, 2, axis=1), fmt="f %d/%d %d/%d %d/%d")
+        corners = np.stack([pos_index[mesh.faces] + 1, mesh.faces + 1], axis=2).reshape(-1, 6)
+        np.savetxt(body, corners, fmt="f %d/%d %d/%d %d/%d")
     else:
-        np.savetxt(body, faces1, fmt="f %d %d %d")
+        body.write("\n".join(head) + "\n")
+        if mesh.vertex_colors is not None:
+            np.savetxt(body, np.concatenate([vertices, mesh.vertex_colors], axis=1), fmt="v %.6f %.6f %.6f %.4f %.4f %.4f")
+        else:
+            np.savetxt(body, vertices, fmt="v %.6f %.6f %.6f")
+        np.savetxt(body, mesh.faces + 1, fmt="f %d %d %d")
     with atomic_path(path) as tmp:
         tmp.write_text(body.getvalue())
     return [path, *written]

@@ -1,0 +1,178 @@
+"""The texture stage: (optional) GTR refinement → decimation → UV atlas → bake.
+
+:func:`texture_mesh` is what the pipeline calls. Everything that touches many
+pixels or texels runs on the planes' device; decimation and the UV unwrap run on
+the CPU (both are fast at the default face budget, see :data:`DEFAULT_TARGET_FACES`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from instantmesh_cli.mesh import Mesh, decimate
+from instantmesh_cli.texture.bake import bake_texture
+from instantmesh_cli.texture.raster import get_rasterizer
+from instantmesh_cli.texture.refine import as_color_head, query_colors, refine_texture
+from instantmesh_cli.texture.render import mvp_from_cameras, surface_samples
+from instantmesh_cli.texture.uv import DEFAULT_UV_METHOD, unwrap
+
+# Faces kept for the UV atlas. Chosen by measurement (2-core dev CPU, decimated
+# marching-cubes blobs): the box unwrap costs ~15 ms per 10k faces and the bake is
+# independent of faces on the GPU, so the budget is set by quality and by the
+# optional xatlas path: 40k faces keeps FlexiCubes detail (grid 128 surfaces have
+# ~30-100k faces) while xatlas with a capped chart area still finishes in 0.6-1.7 s.
+# (Measurements in the texture issue's report.)
+DEFAULT_TARGET_FACES = 40_000
+
+
+@dataclass
+class TextureReport:
+    """What the texture stage did: timings (s), PSNRs (dB) on the input views' foreground, sizes."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    psnr_before: float | None = None
+    psnr_after: float | None = None
+    refine_steps: int = 0
+    faces_in: int = 0
+    faces_out: int = 0
+    charts: int = 0
+    uv_method: str = ""
+    rasterizer: str = ""
+    texture_size: int = 0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def foreground_targets(images: torch.Tensor, mask: torch.Tensor, erode: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss pixels and their colours. images (V, 3, H, W) in [0, 1] on white; mask (V, H, W).
+
+    ``erode`` drops the mesh silhouette's outermost pixel ring: there the views blend
+    the object with the white background, which would pull the colours towards white.
+    """
+    m = mask
+    if erode:
+        m = -F.max_pool2d(-mask[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0.5
+    pixels = torch.nonzero(m.reshape(-1)).squeeze(1)
+    colors = images.permute(0, 2, 3, 1).reshape(-1, 3)[pixels]
+    return pixels, colors
+
+
+def texture_mesh(
+    mesh: Mesh,
+    planes: torch.Tensor,
+    color_head: Any,
+    images: torch.Tensor | None = None,
+    cameras: torch.Tensor | None = None,
+    *,
+    views: int | None = None,
+    scale: float = 1.0,
+    refine_steps: int = 20,
+    texture_size: int = 1024,
+    target_faces: int | None = None,
+    uv_method: str | None = None,
+    rasterizer: str | None = "auto",
+    bake: bool = True,
+) -> tuple[Mesh, TextureReport]:
+    """Refine the colour field on the input views, then bake it into a UV texture.
+
+    - ``planes`` (1, 3, C, H, W) triplane; ``color_head``: a module mapping (..., 3C)
+      features to rgb (or the reconstruction model / its decoder, whose ``color`` is used);
+      neither is modified.
+    - ``images`` (V, 3, H, W) input views in [0, 1] on white (None: no refinement);
+      ``cameras`` (V, 16) camera vectors or (V, 4, 4) MVPs; None: the Zero123++ cameras
+      for ``views`` (default V) views at radius ``4 * scale``.
+    - ``refine_steps`` 0 skips refinement; ``target_faces`` None: :data:`DEFAULT_TARGET_FACES`,
+      0: keep every face;
+      ``uv_method`` "box" (default) or "xatlas"; ``rasterizer`` auto | nvdiffrast | torch.
+    - ``bake=False``: vertex colours from the (refined) field instead of a texture.
+
+    Returns the mesh in the model frame — textured (``uv`` + ``texture``; vertex colours
+    at the vertices too, for PLY) or vertex-coloured — and a :class:`TextureReport`.
+    """
+    device = planes.device
+    report = TextureReport(faces_in=mesh.num_faces, texture_size=int(texture_size) if bake else 0)
+    timings = report.timings
+    head = as_color_head(color_head)
+    if mesh.num_faces == 0:
+        raise ValueError("cannot texture an empty mesh")
+    if bake and texture_size < 16:
+        raise ValueError(f"texture size must be at least 16, got {texture_size}")
+    rast = get_rasterizer(rasterizer, device)
+    report.rasterizer = rast.name
+
+    # 1. Refinement on the input views (mesh fixed, one rasterization).
+    refined_planes = planes.float()
+    if images is not None and refine_steps > 0:
+        _sync(device)
+        t = time.perf_counter()
+        if cameras is None:
+            from instantmesh_cli.reconstruction.cameras import DEFAULT_RADIUS, zero123plus_cameras
+
+            cameras = zero123plus_cameras(views or images.shape[0], radius=DEFAULT_RADIUS * scale)
+        if len(cameras) != images.shape[0]:
+            raise ValueError(f"{images.shape[0]} views but {len(cameras)} cameras")
+        images = images.to(device, torch.float32)
+        mvp = mvp_from_cameras(cameras)
+        verts = torch.from_numpy(mesh.vertices).to(device)
+        faces = torch.from_numpy(mesh.faces).to(device)
+        samples = surface_samples(rast, verts, faces, mvp, tuple(images.shape[-2:]))
+        pixels, targets = foreground_targets(images, samples.mask)
+        # Surface points of the loss pixels: positions within samples.points.
+        lookup = torch.full((samples.mask.numel(),), -1, dtype=torch.long, device=device)
+        lookup[samples.pixels] = torch.arange(samples.pixels.numel(), device=device)
+        points = samples.points[lookup[pixels]]
+        _sync(device)
+        timings["refine_setup"] = time.perf_counter() - t
+        result = refine_texture(refined_planes, head, points, targets, steps=refine_steps)
+        refined_planes, head = result.planes, result.color_head
+        report.psnr_before, report.psnr_after, report.refine_steps = result.psnr_before, result.psnr_after, refine_steps
+        timings["refine"] = result.seconds
+
+    def color_fn(points: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return query_colors(refined_planes, head, points.to(device, torch.float32))
+
+    # 2. Fewer faces for the atlas.
+    t = time.perf_counter()
+    if target_faces is None:
+        target_faces = DEFAULT_TARGET_FACES
+    if bake and target_faces > 0 and mesh.num_faces > target_faces:
+        mesh = decimate(mesh, target_faces)
+    timings["decimate"] = time.perf_counter() - t
+    report.faces_out = mesh.num_faces
+    verts = torch.from_numpy(mesh.vertices).to(device)
+
+    if not bake:
+        t = time.perf_counter()
+        colors = color_fn(verts).clamp(0, 1).cpu().numpy()
+        timings["vertex_colors"] = time.perf_counter() - t
+        return Mesh(mesh.vertices, mesh.faces, colors, metadata=dict(mesh.metadata)), report
+
+    # 3. UV atlas (CPU).
+    atlas = unwrap(mesh.vertices, mesh.faces, uv_method or DEFAULT_UV_METHOD, texture_size=int(texture_size))
+    timings["uv"] = atlas.seconds
+    report.charts, report.uv_method = atlas.charts, atlas.method
+
+    # 4. Bake on the device.
+    _sync(device)
+    t = time.perf_counter()
+    positions = torch.from_numpy(mesh.vertices[atlas.vertex_ids]).to(device)
+    uv_faces = torch.from_numpy(atlas.faces).to(device)
+    baked = bake_texture(rast, positions, torch.from_numpy(atlas.uv).to(device), uv_faces, color_fn, int(texture_size))
+    vertex_colors = color_fn(positions).clamp(0, 1)
+    texture = baked.texture.cpu().numpy()
+    vertex_colors = vertex_colors.cpu().numpy()
+    timings["bake"] = time.perf_counter() - t
+    metadata = dict(mesh.metadata)
+    metadata["texture"] = {"uv_method": atlas.method, "charts": atlas.charts, "utilization": atlas.utilization}
+    out = Mesh(mesh.vertices[atlas.vertex_ids], atlas.faces, vertex_colors, atlas.uv, texture, metadata)
+    return out, report
