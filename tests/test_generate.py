@@ -184,3 +184,19 @@ def test_from_list_and_obj_format(served, tmp_path, capsys):
     assert captured.out.strip() == str(tmp_path / "o" / "a.obj")
     text = (tmp_path / "o" / "a.obj").read_text()
     assert text.count("\nf ") > 100
+
+
+def test_textured_glb_by_default(served, tmp_path, capsys):
+    src = photo(tmp_path / "cup.png")
+    out = tmp_path / "cup.glb"
+    code = run(["generate", str(src), "-o", str(out), "--json", "--texture-size", "128", "--refine-steps", "3", *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    record = json.loads(captured.out)
+    assert "texture" in record["seconds"] and record["psnr_before"] is not None and record["psnr_after"] is not None
+    mesh = load_glb(out)
+    material = mesh.visual.material
+    image = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
+    assert image is not None and image.size == (128, 128)
+    uv = mesh.visual.uv
+    assert uv is not None and uv.min() >= 0.0 and uv.max() <= 1.0
