@@ -102,17 +102,18 @@ class ReconstructionModel(nn.Module):
         ]
         return torch.cat(outs, dim=1)
 
-    def extract_mesh(self, planes: torch.Tensor):
+    def extract_mesh(self, planes: torch.Tensor, *, surface_only: bool = True):
         """The surface of sample 0 as a :class:`~instantmesh_cli.mesh.Mesh` with vertex colours (model frame).
 
-        Mesh variants: FlexiCubes on the SDF grid; NeRF variants: marching cubes on the density grid.
+        Mesh variants: FlexiCubes on the SDF grid (``surface_only=False``: every cube's
+        weights evaluated, like the official code); NeRF variants: marching cubes on the density grid.
         """
         from instantmesh_cli.reconstruction import surface
 
         if planes.shape[0] != 1:
             raise ValueError("extract_mesh takes the planes of one sample (batch size 1)")
         if self.is_mesh:
-            return surface.flexicubes_mesh(self, planes)
+            return surface.flexicubes_mesh(self, planes, surface_only=surface_only)
         return surface.density_mesh(self, planes)
 
 

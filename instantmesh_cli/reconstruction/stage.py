@@ -82,6 +82,7 @@ def reconstruct(
     scale: float = 1.0,
     clean: bool = True,
     min_component_ratio: float = 0.02,
+    surface_only: bool = True,
 ) -> Reconstruction:
     """images (1, V, 3, H, W) in [0, 1], V = 6 (all views) or 4 (views 0, 2, 4, 5) → mesh in the model frame.
 
@@ -106,7 +107,7 @@ def reconstruct(
         planes = model.forward_planes(images.to(device), cams)
         _sync(device)
         t1 = time.perf_counter()
-        mesh = model.extract_mesh(planes)
+        mesh = model.extract_mesh(planes, surface_only=surface_only)
         _sync(device)
         t2 = time.perf_counter()
     timings["planes"] = t1 - t0

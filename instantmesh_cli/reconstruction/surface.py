@@ -116,18 +116,39 @@ def vertex_colors(model: "ReconstructionModel", planes: torch.Tensor, vertices: 
 
 
 @torch.no_grad()
-def flexicubes_mesh(model: "ReconstructionModel", planes: torch.Tensor) -> Mesh:
-    """FlexiCubes surface of the SDF head (mesh variants), vertex colours from the colour head."""
+def all_cube_weights(model: "ReconstructionModel", planes: torch.Tensor, grid: "FlexiCubesGrid", chunk: int = CUBE_CHUNK) -> torch.Tensor:
+    """Raw weights (res³, 21) of every cube, as the official code computes them (chunked, not all at once)."""
+    weight_fn = cube_weight_fn(model, planes, grid)
+    out = torch.empty(grid.n_cubes, 21, dtype=torch.float32, device=planes.device)
+    for i in range(0, grid.n_cubes, chunk):
+        ids = torch.arange(i, min(i + chunk, grid.n_cubes), device=planes.device)
+        out[i : i + chunk] = weight_fn(ids, grid.cube_corners(ids))
+    return out
+
+
+@torch.no_grad()
+def flexicubes_mesh(model: "ReconstructionModel", planes: torch.Tensor, *, surface_only: bool = True) -> Mesh:
+    """FlexiCubes surface of the SDF head (mesh variants), vertex colours from the colour head.
+
+    ``surface_only=False`` evaluates the deformation at every vertex and the weight
+    head on every cube, as the official code does: the same mesh, much more work
+    (kept as the benchmark's baseline).
+    """
     from instantmesh_cli.reconstruction import flexicubes
 
     planes = planes.float()
     cfg = model.cfg
     grid = flexicubes_grid(cfg.grid_res, cfg.grid_scale, planes.device)
     sdf, fallback = apply_empty_shape_fallback(grid_sdf(model, planes, grid), grid)
-    cubes = grid.surface_cubes(sdf)
-    corner_ids = torch.unique(grid.cube_corners(cubes).reshape(-1))
-    verts = deformed_vertices(model, planes, grid, corner_ids)
-    v, f = flexicubes.extract(grid, sdf, verts, cube_weight_fn(model, planes, grid), chunk_size=CUBE_CHUNK)
+    if surface_only:
+        cubes = grid.surface_cubes(sdf)
+        corner_ids = torch.unique(grid.cube_corners(cubes).reshape(-1))
+        verts = deformed_vertices(model, planes, grid, corner_ids)
+        v, f = flexicubes.extract(grid, sdf, verts, cube_weight_fn(model, planes, grid), chunk_size=CUBE_CHUNK)
+    else:
+        all_ids = torch.arange(grid.vertices.shape[0], device=planes.device)
+        verts = deformed_vertices(model, planes, grid, all_ids)
+        v, f = flexicubes.extract(grid, sdf, verts, weights=all_cube_weights(model, planes, grid), chunk_size=CUBE_CHUNK)
     return Mesh(
         v.cpu().numpy(),
         f.cpu().numpy(),
