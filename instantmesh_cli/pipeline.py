@@ -62,6 +62,7 @@ class PipelineOptions:
     offline: bool | None = None
     weights_dir: Path | None = None
     compile: bool = False
+    surface_only: bool = True  # False: every FlexiCubes cube evaluated (the official way; benchmark baseline)
 
 
 @dataclass
@@ -196,7 +197,7 @@ class ImeshPipeline:
         model = self.reconstructor
         views = views_from_images([grid], ["views"], views=self.options.views)
         images = views_to_tensor(views, model.cfg.input_size)
-        return reconstruct(model, images, scale=self.options.scale), images
+        return reconstruct(model, images, scale=self.options.scale, surface_only=self.options.surface_only), images
 
     def texture(self, mesh: "Mesh", planes: "torch.Tensor", images: "torch.Tensor"):
         """Refine (optional) and bake a UV texture; returns (textured mesh, report)."""

@@ -11,3 +11,4 @@ from instantmesh_cli.cli import download  # noqa: F401
 from instantmesh_cli.cli import doctor  # noqa: F401
 from instantmesh_cli.cli import reconstruct  # noqa: F401
 from instantmesh_cli.cli import multiview  # noqa: F401
+from instantmesh_cli.cli import bench  # noqa: F401

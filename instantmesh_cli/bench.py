@@ -1,0 +1,389 @@
+"""``imesh bench``: per-stage timings and peak GPU memory of the whole chain on this machine.
+
+Every figure is measured here, on the built-in sample image: a warm-up run first
+(excluded), then ``repeat`` runs whose per-stage medians are reported. Stage times
+are taken with the device synchronised before and after, so they add up to the
+wall time of a run; the peak memory of a stage is ``torch.cuda.max_memory_allocated``
+during it, resident weights included (as in reference/baseline.md).
+
+In the same run, the plain configuration — fp32, eager, every FlexiCubes cube
+evaluated — runs once as the baseline, so each stage's speed-up is a measured ratio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+from instantmesh_cli.pipeline import ImeshPipeline, PipelineOptions
+
+# Stage rows in report order: (key, label).
+STAGE_ROWS = (
+    ("prepare", "prepare (cut-out)"),
+    ("multiview", "multi-view diffusion"),
+    ("planes", "views → triplane"),
+    ("surface", "mesh extraction"),
+    ("cleanup", "mesh clean-up"),
+    ("refine", "texture refinement"),
+    ("decimate", "decimation"),
+    ("uv", "UV atlas"),
+    ("bake", "texture bake"),
+    ("export", "GLB export"),
+)
+
+
+def sample_image(size: int = 512):
+    """The built-in sample: a shaded toy (sphere on a box) on a transparent background."""
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[:size, :size].astype(np.float32) / size
+    rgba = np.zeros((size, size, 4), np.float32)
+    # box: lower half
+    box = (np.abs(xx - 0.5) < 0.28) & (yy > 0.52) & (yy < 0.86)
+    rgba[box] = [0.85, 0.35, 0.2, 1.0]
+    rgba[box, :3] *= (0.75 + 0.25 * (1 - (yy[box] - 0.52) / 0.34))[:, None]
+    # sphere: upper half, Lambert shading from the top-left
+    dx, dy = (xx - 0.5) / 0.24, (yy - 0.36) / 0.24
+    r2 = dx**2 + dy**2
+    ball = r2 < 1
+    nz = np.sqrt(np.clip(1 - r2, 0, 1))
+    shade = np.clip(-0.5 * dx - 0.6 * dy + 0.62 * nz, 0.1, 1.0)
+    rgba[ball] = np.stack([0.2 * shade, 0.45 * shade + 0.1, 0.9 * shade, np.ones_like(shade)], -1)[ball]
+    return Image.fromarray((rgba * 255).round().astype(np.uint8), "RGBA")
+
+
+@dataclass
+class BenchOptions:
+    model: str = "instant-mesh-large"
+    steps: int | None = None
+    scheduler: str = "euler-a"
+    repeat: int = 3
+    batch: int = 0
+    random_weights: bool = False
+    baseline: bool = True
+    cold_start: bool = True
+    device: str = "auto"
+    dtype: str = "auto"
+    texture_size: int = 1024
+    refine_steps: int = 20
+    compile: bool = False
+    weights_dir: Path | None = None
+    offline: bool | None = None
+
+
+@dataclass
+class RunMeasure:
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_gib: dict[str, float] = field(default_factory=dict)
+    faces_extracted: int = 0
+    faces_textured: int = 0
+    psnr_before: float | None = None
+    psnr_after: float | None = None
+
+
+@dataclass
+class BenchReport:
+    device: str
+    torch: str
+    weights: str
+    settings: dict
+    stages: dict[str, float]  # median seconds
+    stage_peaks_gib: dict[str, float]
+    total_s: float
+    peak_gib: float | None
+    runs: int
+    faces_extracted: int
+    faces_textured: int
+    psnr_before: float | None
+    psnr_after: float | None
+    load_s: float
+    baseline: dict[str, float] | None = None
+    baseline_peak_gib: float | None = None
+    cold_start_s: float | None = None
+    batch: dict[str, float] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class _Meter:
+    """Synchronised wall time and peak device memory of named stages."""
+
+    def __init__(self, device):
+        import torch
+
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.torch = torch
+
+    def sync(self) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize(self.device)
+
+    @contextlib.contextmanager
+    def stage(self, measure: RunMeasure, name: str) -> Iterator[None]:
+        self.sync()
+        if self.cuda:
+            self.torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        yield
+        self.sync()
+        measure.seconds[name] = measure.seconds.get(name, 0.0) + time.perf_counter() - start
+        if self.cuda:
+            measure.peak_gib[name] = self.torch.cuda.max_memory_allocated(self.device) / 2**30
+
+
+def measure_run(pipe: ImeshPipeline, image, seed: int = 42) -> RunMeasure:
+    """One photo → textured GLB bytes, every stage timed."""
+    from instantmesh_cli.export import encode_glb
+
+    meter = _Meter(pipe.device)
+    m = RunMeasure()
+    with meter.stage(m, "prepare"):
+        prepared = pipe.prepare(image, "sample.png")
+    with meter.stage(m, "multiview"):
+        grid = pipe.generate_views(prepared.image, seed)
+    with meter.stage(m, "reconstruct"):
+        recon, images = pipe.reconstruct(grid)
+    reconstruct_total = m.seconds.pop("reconstruct")
+    for key in ("planes", "surface", "cleanup"):
+        m.seconds[key] = recon.timings.get(key, 0.0)
+    m.seconds["planes"] += reconstruct_total - sum(recon.timings.values())  # input conversion
+    m.peak_gib.update({k: m.peak_gib.get("reconstruct", 0.0) for k in ("planes", "surface", "cleanup")})
+    m.peak_gib.pop("reconstruct", None)
+    m.faces_extracted = recon.mesh.num_faces
+    mesh = recon.mesh
+    if pipe.options.texture:
+        with meter.stage(m, "texture"):
+            mesh, report = pipe.texture(recon.mesh, recon.planes, images)
+        texture_total = m.seconds.pop("texture")
+        parts = {
+            "refine": report.timings.get("refine", 0.0) + report.timings.get("refine_setup", 0.0),
+            "decimate": report.timings.get("decimate", 0.0),
+            "uv": report.timings.get("uv", 0.0),
+            "bake": report.timings.get("bake", 0.0),
+        }
+        parts["bake"] += texture_total - sum(parts.values())  # what is left: glue between parts
+        m.seconds.update(parts)
+        peak = m.peak_gib.pop("texture", 0.0)
+        m.peak_gib.update({k: peak for k in parts})
+        m.psnr_before, m.psnr_after = report.psnr_before, report.psnr_after
+    m.faces_textured = mesh.num_faces
+    with meter.stage(m, "export"):
+        data = encode_glb(mesh)
+        with tempfile.NamedTemporaryFile(suffix=".glb") as fh:
+            fh.write(data)
+            fh.flush()
+    return m
+
+
+def _median_run(measures: list[RunMeasure]) -> tuple[dict[str, float], dict[str, float]]:
+    keys = measures[0].seconds.keys()
+    seconds = {k: statistics.median(m.seconds[k] for m in measures) for k in keys}
+    peaks = {k: max(m.peak_gib.get(k, 0.0) for m in measures) for k in measures[0].peak_gib}
+    return seconds, peaks
+
+
+def _free(pipe: ImeshPipeline | None) -> None:
+    import gc
+
+    import torch
+
+    del pipe
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -> BenchReport:
+    import torch
+
+    notes: list[str] = []
+    env: dict[str, str] = {}
+    weights_dir = opts.weights_dir
+    offline = opts.offline
+    if opts.random_weights:
+        from instantmesh_cli import random_weights
+
+        weights_dir = Path(weights_dir or Path(os.environ.get("IMESH_CACHE_DIR", Path.home() / ".cache" / "imesh")) / "bench-random-weights")
+        env = random_weights.env_overrides()
+        offline = True
+        if not random_weights.is_complete(weights_dir, opts.model):
+            log(f"writing full-size random weights to {weights_dir} (once)")
+        device_for_init = "cuda" if torch.cuda.is_available() else "cpu"
+        random_weights.write_random_weights(weights_dir, opts.model, device=device_for_init)
+        notes.append(
+            "random weights: full-size models from the released configs; the reconstruction checkpoint's SDF and "
+            "colour heads are designed to give a closed surface of realistic size (see instantmesh_cli/random_weights.py); "
+            "timings are real, the views and mesh are not meaningful"
+        )
+    image = sample_image()
+    fast = PipelineOptions(
+        model=opts.model, steps=opts.steps, scheduler=opts.scheduler, texture_size=opts.texture_size,
+        refine_steps=opts.refine_steps, device=opts.device, dtype=opts.dtype, compile=opts.compile,
+        weights_dir=weights_dir, offline=offline,
+    )
+    with _environment(env):
+        pipe = ImeshPipeline(fast, progress=None)
+        device = pipe.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        log(f"loading models on {name}")
+        t = time.perf_counter()
+        pipe.load()
+        load_s = time.perf_counter() - t
+        log("warm-up run")
+        measure_run(pipe, image)
+        measures = []
+        for i in range(max(1, opts.repeat)):
+            log(f"run {i + 1}/{max(1, opts.repeat)}")
+            measures.append(measure_run(pipe, image))
+        stages, peaks = _median_run(measures)
+        overall_peak = max(peaks.values()) if peaks else None
+        report = BenchReport(
+            device=name,
+            torch=torch.__version__,
+            weights="random (full size)" if opts.random_weights else "released",
+            settings={
+                "model": opts.model, "steps": opts.steps or 75, "scheduler": opts.scheduler, "views": 6,
+                "dtype": str(pipe.dtype).replace("torch.", ""), "texture_size": opts.texture_size,
+                "refine_steps": opts.refine_steps, "compile": opts.compile,
+            },
+            stages=stages, stage_peaks_gib=peaks, total_s=sum(stages.values()), peak_gib=overall_peak,
+            runs=len(measures), faces_extracted=measures[-1].faces_extracted,
+            faces_textured=measures[-1].faces_textured, psnr_before=measures[-1].psnr_before,
+            psnr_after=measures[-1].psnr_after, load_s=load_s, notes=notes,
+        )
+        if opts.batch > 0:
+            report.batch = _batch_throughput(pipe, image, opts.batch, log)
+        _free(pipe)
+        pipe = None
+        if opts.baseline:
+            log("baseline: fp32, eager, every FlexiCubes cube")
+            plain = replace(fast, dtype="fp32", compile=False, surface_only=False)
+            base = ImeshPipeline(plain)
+            base.load()
+            measure_run(base, image)  # warm-up
+            m = measure_run(base, image)
+            report.baseline = m.seconds
+            report.baseline_peak_gib = max(m.peak_gib.values()) if m.peak_gib else None
+            _free(base)
+        if opts.cold_start:
+            report.cold_start_s = _cold_start(fast, image, log)
+    return report
+
+
+def _batch_throughput(pipe: ImeshPipeline, image, n: int, log: Callable[[str], None]) -> dict[str, float]:
+    """Images per minute for ``n`` images through the batch runner, overlapped and sequential."""
+    from instantmesh_cli.batch import InputItem
+    from instantmesh_cli.runner import BatchRunner
+
+    out: dict[str, float] = {"images": float(n)}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        items = []
+        for i in range(n):
+            path = folder / f"sample_{i:03d}.png"
+            image.save(path)
+            items.append(InputItem(path=path, name=str(path), stem=path.stem))
+        for mode, overlap in (("overlapped", True), ("sequential", False)):
+            log(f"batch of {n}, {mode}")
+            outputs = [folder / mode / f"{item.stem}.glb" for item in items]
+            start = time.perf_counter()
+            results = list(BatchRunner(pipe, items, outputs, "glb", overlap=overlap))
+            seconds = time.perf_counter() - start
+            failed = [r for r in results if r.status != "ok"]
+            if failed:
+                raise RuntimeError(f"batch run failed: {failed[0].error}")
+            out[f"{mode}_images_per_min"] = 60.0 * n / seconds
+    return out
+
+
+def _cold_start(options: PipelineOptions, image, log: Callable[[str], None]) -> float | None:
+    """Seconds from process start to the first textured GLB, weights already cached."""
+    log("cold start (new process)")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "sample.png"
+        image.save(src)
+        cmd = [sys.executable, "-m", "instantmesh_cli", "generate", str(src), "-o", str(Path(tmp) / "sample.glb"),
+               "--quiet", "--model", options.model, "--device", options.device, "--dtype", options.dtype,
+               "--texture-size", str(options.texture_size), "--refine-steps", str(options.refine_steps)]
+        if options.steps:
+            cmd += ["--steps", str(options.steps)]
+        if options.weights_dir:
+            cmd += ["--weights-dir", str(options.weights_dir)]
+        if options.offline:
+            cmd += ["--offline"]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            log(f"cold start run failed: {done.stderr.strip().splitlines()[-1:]}")
+            return None
+        return seconds
+
+
+def format_report(r: BenchReport) -> str:
+    """The report as a plain-text table (what ``imesh bench`` prints without --json)."""
+    s = r.settings
+    lines = [
+        f"imesh bench — {r.device}, torch {r.torch}, {r.weights} weights, {s['model']}, "
+        f"{s['steps']} steps {s['scheduler']}, {s['dtype']}, texture {s['texture_size']}², refine {s['refine_steps']} steps",
+        f"median of {r.runs} warm runs; baseline = fp32, eager, every FlexiCubes cube",
+        "",
+        f"{'stage':<24}{'seconds':>10}{'peak GiB':>10}{'baseline s':>12}{'speed-up':>10}",
+    ]
+    for key, label in STAGE_ROWS:
+        if key not in r.stages:
+            continue
+        sec = r.stages[key]
+        peak = r.stage_peaks_gib.get(key)
+        base = (r.baseline or {}).get(key)
+        ratio = f"{base / sec:.1f}x" if base and sec > 0 else ""
+        lines.append(
+            f"{label:<24}{sec:>10.3f}{'' if peak is None else f'{peak:.2f}':>10}"
+            f"{'' if base is None else f'{base:.3f}':>12}{ratio:>10}"
+        )
+    base_total = sum(r.baseline.values()) if r.baseline else None
+    ratio = f"{base_total / r.total_s:.1f}x" if base_total else ""
+    peak = "" if r.peak_gib is None else f"{r.peak_gib:.2f}"
+    lines.append(f"{'total':<24}{r.total_s:>10.3f}{peak:>10}{'' if base_total is None else f'{base_total:.3f}':>12}{ratio:>10}")
+    lines.append("")
+    lines.append(f"faces: {r.faces_extracted} extracted, {r.faces_textured} textured; model load {r.load_s:.1f} s")
+    if r.psnr_before is not None:
+        lines.append(f"refinement PSNR on the input views: {r.psnr_before:.2f} → {r.psnr_after:.2f} dB")
+    if r.baseline_peak_gib is not None:
+        lines.append(f"baseline peak GPU memory: {r.baseline_peak_gib:.2f} GiB")
+    if r.cold_start_s is not None:
+        lines.append(f"cold start (new process → first GLB, weights cached): {r.cold_start_s:.1f} s")
+    if r.batch:
+        b = r.batch
+        lines.append(
+            f"batch of {int(b['images'])}: {b['overlapped_images_per_min']:.1f} images/min overlapped, "
+            f"{b['sequential_images_per_min']:.1f} sequential"
+        )
+    lines += [f"note: {n}" for n in r.notes]
+    return "\n".join(lines)
