@@ -18,19 +18,28 @@ One call, for one RGB(A) condition image (reference/zero123plus.md §11):
 Randomness: every draw comes from one ``torch.Generator`` on the compute device,
 seeded per call, in this order: the condition's posterior sample, the negative's
 posterior sample, the initial latents, then per step the reference noise (both CFG
-halves at once) and the solver's noise. That is the official pipeline's order; the
-official code, however, takes all but the initial latents from torch's *global*
-RNG (and InstantMesh's run.py seeds it once per process), so results depended on
-what ran before. Here a seed alone fixes the output, on a given device and
-library versions.
+halves at once) and the solver's noise. That is the official pipeline's order,
+but the official code takes the VAE samples and the reference noise from torch's
+*global* RNG (everything, when no generator is passed, as in InstantMesh's run.py,
+which seeds once per process), so its results depend on what ran before. Here a
+seed alone fixes the output on a given device and library versions; and with
+``torch.manual_seed(seed)`` before an official call without a generator, both
+draw the same numbers (on CPU/fp32 with shared tiny weights the final latents and
+the grid matched bit for bit).
 
 Performance: the text embedding of "" and the grey image's latent distribution
 are computed once per pipeline; the reference latents and embeds once per call.
 The step loop has no host synchronisation (no ``.item()``, no CPU copies; the
 scheduler's begin index is set so it never searches the timesteps), so the GPU
-runs ahead of Python. Optional: ``compile`` (``torch.compile`` of the two-pass
-denoiser), ``cuda_graph`` (the two UNet passes + CFG replayed as one CUDA graph),
-``channels_last``. ``low_vram`` keeps only the part in use on the GPU.
+runs ahead of Python and the two UNet passes + CFG can be replayed as one CUDA
+graph (``cuda_graph``, on by default on CUDA unless ``low_vram``) and compiled
+as one graph without breaks (``compile``: ``torch.compile`` of the denoiser,
+opt-in because the first call compiles for about 1.5 minutes). ``channels_last``
+(default on CUDA) runs the convolutions in NHWC. ``low_vram`` keeps only the part
+in use on the GPU. Measured on one H100 (full-size random weights, fp16, 75
+euler-a steps, 640x960): eager 4.04 s; CUDA graph 2.73 s; compile + CUDA graph
+1.85 s (peak 4.8 GiB); low-VRAM 4.14 s at 2.06 GiB; dpm++2m 25 steps with a CUDA
+graph 0.97 s.
 """
 
 from __future__ import annotations
@@ -133,8 +142,9 @@ class Zero123PlusPipeline:
         white_background: bool = True,
         low_vram: bool = False,
         compile: bool = False,
-        cuda_graph: bool = False,
-        channels_last: bool = False,
+        cuda_graph: bool | None = None,
+        channels_last: bool | None = None,
+        fuse_qkv: bool = False,
         default_scheduler: str = DEFAULT_SAMPLER,
     ) -> None:
         self.components = components
@@ -143,6 +153,11 @@ class Zero123PlusPipeline:
         self.background = WHITE if white_background else GREY
         self.low_vram = low_vram and self.device.type != "cpu"
         self.default_scheduler = get_sampler(default_scheduler).name
+        on_cuda = self.device.type == "cuda"
+        if cuda_graph is None:  # measured on an H100: 75 steps 4.04 s -> 2.73 s, same result
+            cuda_graph = on_cuda and not self.low_vram
+        if channels_last is None:  # NHWC convolutions: a further ~2% on an H100
+            channels_last = on_cuda
         if cuda_graph and self.device.type != "cuda":
             raise UsageError("CUDA graphs need a CUDA device")
         if cuda_graph and self.low_vram:
@@ -150,7 +165,7 @@ class Zero123PlusPipeline:
 
         c = components
         self.vae_scale_factor = 2 ** (len(c.vae.config.block_out_channels) - 1)
-        self.store = install_reference_attention(c.unet)
+        self.store = install_reference_attention(c.unet, fuse_qkv=fuse_qkv)
         if channels_last:
             c.unet.to(memory_format=torch.channels_last)
             c.vae.to(memory_format=torch.channels_last)
