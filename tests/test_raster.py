@@ -158,31 +158,75 @@ def test_loaded_plugin_is_registered_in_sys_modules(monkeypatch):
 @pytest.mark.cuda
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU and an nvdiffrast build (runs on the GPU machine)")
 def test_nvdiffrast_matches_the_torch_rasterizer():
-    v, f = icosphere(5, 0.8)
+    from instantmesh_cli.texture.bake import uv_clip
+    from instantmesh_cli.texture.uv import box_unwrap
+
+    v, f = icosphere(3, 0.8)
     v = v * torch.tensor([1.0, 0.8, 1.2])  # not a sphere: views differ
     mvp = mvp_from_cameras(zero123plus_cameras(6))
     nv = get_rasterizer("nvdiffrast", "cuda")
+    assert nv.name == "nvdiffrast" and get_rasterizer("auto", "cuda").name == "nvdiffrast"
     th = TorchRasterizer("cuda")
     pos = clip_positions(v.cuda(), mvp.cuda())
     fc = f.cuda()
     a = nv.rasterize(pos, fc, (320, 320))
     b = th.rasterize(pos, fc, (320, 320))
+    cov_a, cov_b = a[..., 3] > 0, b[..., 3] > 0
+    assert (cov_a == cov_b).float().mean() > 0.998
     same = a[..., 3] == b[..., 3]
-    assert same.float().mean() > 0.995  # ids differ only on pixels exactly on shared edges
-    cov = a[..., 3] > 0
-    assert ((a[..., 3] > 0) == (b[..., 3] > 0)).float().mean() > 0.999
-    both = same & cov
-    torch.testing.assert_close(a[both][:, :3], b[both][:, :3], atol=1e-4, rtol=0)
+    assert same[cov_a].float().mean() > 0.98
+    # nvdiffrast snaps vertices to 1/16 pixel, so the two disagree only right next to triangle edges
+    # or where two surfaces meet at (nearly) the same depth, along the silhouette's fold.
+    edge = torch.minimum(torch.minimum(b[..., 0], b[..., 1]), 1 - b[..., 0] - b[..., 1])
+    tie = (a[..., 2] - b[..., 2]).abs() < 1e-3
+    differ = ~same & cov_a & cov_b
+    assert ((edge < 0.05) | tie)[differ].all()
+    both = same & cov_a
+    torch.testing.assert_close(a[both][:, :2], b[both][:, :2], atol=1e-2, rtol=0)
+    torch.testing.assert_close(a[both][:, 2], b[both][:, 2], atol=1e-5, rtol=0)
     pa = nv.interpolate(v.cuda(), a, fc)
     pb = th.interpolate(v.cuda(), b, fc)
-    assert (pa[both] - pb[both]).abs().max() < 1e-4
-    # UV-space rasterization (the bake) agrees too.
-    uv = torch.rand(len(v), 2, device="cuda")
-    clip = torch.cat([uv * 2 - 1, torch.zeros_like(uv[:, :1]), torch.ones_like(uv[:, :1])], 1)[None]
-    ua, ub = nv.rasterize(clip, fc, (256, 256)), th.rasterize(clip, fc, (256, 256))
+    assert (pa[both] - pb[both]).abs().max() < 2e-3
+    # UV-space rasterization (the bake) of a real atlas agrees too.
+    atlas = box_unwrap(v.double().numpy(), f.numpy(), texture_size=256, padding=2)
+    clip = uv_clip(torch.from_numpy(atlas.uv).cuda())
+    uf = torch.from_numpy(atlas.faces).cuda()
+    ua, ub = nv.rasterize(clip, uf, (256, 256)), th.rasterize(clip, uf, (256, 256))
     assert ((ua[..., 3] > 0) == (ub[..., 3] > 0)).float().mean() > 0.995
+    assert (ua[..., 3] == ub[..., 3])[ua[..., 3] > 0].float().mean() > 0.98
     # Antialiasing keeps the interior and softens only the silhouette.
     img, mask = render(nv, v.cuda(), fc, mvp.cuda(), (320, 320), vertex_colors=torch.ones_like(v).cuda() * 0.2,
                        antialias=True)
-    assert torch.allclose(img[mask & (img < 0.25).all(-1)], torch.tensor(0.2, device="cuda"))
+    interior = -torch.nn.functional.max_pool2d(-mask[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0.5
+    assert interior.sum() > 10000
+    torch.testing.assert_close(img[interior], torch.full_like(img[interior], 0.2))
     assert ((img > 0.21) & (img < 0.99)).any()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU and an nvdiffrast build (runs on the GPU machine)")
+def test_texture_stage_agrees_across_backends_on_cuda():
+    from torch import nn
+
+    from instantmesh_cli.mesh import Mesh
+    from instantmesh_cli.texture import texture_mesh
+
+    torch.manual_seed(0)
+    v, f = icosphere(4, 0.7)
+    mesh = Mesh(v.numpy(), f.numpy())
+    cams = zero123plus_cameras(6)
+    views, _ = render(TorchRasterizer("cuda"), v, f, mvp_from_cameras(cams), (320, 320),
+                      color_fn=lambda p: (p * 0.6 + 0.5).clamp(0, 1))
+    planes = torch.randn(1, 3, 8, 32, 32, device="cuda") * 0.1
+    head = nn.Sequential(nn.Linear(24, 32), nn.ReLU(), nn.Linear(32, 3), nn.Sigmoid()).cuda()
+    outs = {}
+    for kind in ("nvdiffrast", "torch"):
+        out, report = texture_mesh(mesh, planes, head, views.permute(0, 3, 1, 2), cams, refine_steps=20,
+                                   texture_size=512, rasterizer=kind)
+        assert report.rasterizer == kind and report.psnr_after > report.psnr_before + 5
+        outs[kind] = (out, report)
+    (a, ra), (b, rb) = outs["nvdiffrast"], outs["torch"]
+    assert abs(ra.psnr_after - rb.psnr_after) < 0.5
+    np.testing.assert_array_equal(a.uv, b.uv)
+    diff = np.abs(a.texture.astype(int) - b.texture.astype(int))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 8

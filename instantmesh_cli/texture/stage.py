@@ -22,12 +22,16 @@ from instantmesh_cli.texture.refine import as_color_head, query_colors, refine_t
 from instantmesh_cli.texture.render import mvp_from_cameras, surface_samples
 from instantmesh_cli.texture.uv import DEFAULT_UV_METHOD, unwrap
 
-# Faces kept for the UV atlas. Chosen by measurement (2-core dev CPU, decimated
-# marching-cubes blobs): the box unwrap costs ~15 ms per 10k faces and the bake is
-# independent of faces on the GPU, so the budget is set by quality and by the
-# optional xatlas path: 40k faces keeps FlexiCubes detail (grid 128 surfaces have
-# ~30-100k faces) while xatlas with a capped chart area still finishes in 0.6-1.7 s.
-# (Measurements in the texture issue's report.)
+# Faces kept for the UV atlas, chosen by measurement (decimated marching-cubes blobs,
+# smooth and noisy, like FlexiCubes output at grid 128 = 57k-165k faces):
+# - xatlas (single-threaded, super-linear) cannot be the default: even with the chart
+#   area capped it took 0.29 / 0.59 / 1.14 / 1.55 s at 10k / 20k / 30k / 40k faces on
+#   the noisy blob (GPU host's Xeon; up to 2.6 s at 40k on the 2-core dev VM); with
+#   default options 2.0 s at 20k and 8.1 s at 40k on the dev VM's smooth blob;
+# - the box unwrap costs ~11 ms per 10k faces there (0.044 s at 40k), the bake is
+#   ~7 ms on the GPU whatever the face count, decimation 0.02-0.09 s;
+# so the budget is set by quality, not time: 40k keeps the detail of a grid-128 surface
+# (and matches Hunyuan3D-2's 40k), while UV + bake + GLB export measured 0.32-0.38 s.
 DEFAULT_TARGET_FACES = 40_000
 
 

@@ -1,15 +1,15 @@
 """UV atlases: a fast box-projection unwrap (default) and xatlas (optional).
 
-Why box projection is the default (measured on this project's 2-core CPU machine,
-quadric-decimated marching-cubes blobs; see the texture issue's report):
-xatlas 0.0.11 is single-threaded and super-linear in faces. With default options it
-took 0.25 s at 5k faces, 0.72 s at 10k, 2.0 s at 20k, 8.1 s at 40k; capping the chart
-area (``max_chart_area``) is the one option that helped (20k: 0.33 s on a smooth blob,
-0.6-0.9 s on a noisy one; 40k: 0.6-1.7 s), and its cost depends on how noisy the
-surface is. The box unwrap below is vectorised numpy whose cost is linear in faces
-and shape-independent (tens of milliseconds at 40k faces), which keeps UV + bake +
-export inside the one-second budget for every mesh. xatlas stays available
-(``uv_method="xatlas"``) for fewer seams when time does not matter.
+Why box projection is the default (measured on quadric-decimated marching-cubes
+blobs, smooth and noisy; numbers in the texture issue's report): xatlas 0.0.11 is
+single-threaded and super-linear in faces. With default options it took 0.25 s at 5k
+faces, 0.72 s at 10k, 2.0 s at 20k, 8.1 s at 40k on the 2-core dev machine; capping the
+chart area (``max_chart_area``) was the one option that helped, but its cost still
+depends on how noisy the surface is: 40k faces took 0.68 s (smooth) and 1.55 s (noisy)
+on the GPU host's Xeon. The box unwrap below is vectorised numpy whose cost is linear
+in faces and shape-independent (0.044 s at 40k there), which keeps UV + bake + export
+inside the one-second budget for every mesh. xatlas stays available
+(``uv_method="xatlas"``) for fewer, rounder charts when time matters less.
 
 Box projection (after SF3D, reference/peers.md §4.1, written from the description):
 every face goes to the cube side (±x, ±y, ±z) its normal points to most; a few
