@@ -414,3 +414,13 @@ def test_matches_an_independent_implementation_of_the_released_flow(pipe, tiny_f
     ours = pipe.generate_latents(image, steps=steps, guidance=guidance, seed=seed, height=GRID_H, width=GRID_W)
     assert ours.shape == latents.shape
     assert (ours - latents).abs().max() < 1e-5, (ours - latents).abs().max()
+
+
+def test_fused_qkv_projection_gives_the_same_result(tiny_folder, white_bin, pipe):
+    fused = Zero123PlusPipeline.from_folder(tiny_folder, unet_weights=white_bin, dtype="fp32", fuse_qkv=True)
+    attn = fused.components.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    assert attn.fused_projections and attn.to_qkv.weight.shape[0] == 3 * attn.to_q.weight.shape[0]
+    image = _photo(9)
+    a = pipe.generate_latents(image, steps=2, height=GRID_H, width=GRID_W)
+    b = fused.generate_latents(image, steps=2, height=GRID_H, width=GRID_W)
+    assert torch.allclose(a, b, atol=1e-5)

@@ -35,11 +35,13 @@ runs ahead of Python and the two UNet passes + CFG can be replayed as one CUDA
 graph (``cuda_graph``, on by default on CUDA unless ``low_vram``) and compiled
 as one graph without breaks (``compile``: ``torch.compile`` of the denoiser,
 opt-in because the first call compiles for about 1.5 minutes). ``channels_last``
-(default on CUDA) runs the convolutions in NHWC. ``low_vram`` keeps only the part
+(default on CUDA without ``compile``) runs the convolutions in NHWC. ``low_vram`` keeps only the part
 in use on the GPU. Measured on one H100 (full-size random weights, fp16, 75
-euler-a steps, 640x960): eager 4.04 s; CUDA graph 2.73 s; compile + CUDA graph
-1.85 s (peak 4.8 GiB); low-VRAM 4.14 s at 2.06 GiB; dpm++2m 25 steps with a CUDA
-graph 0.97 s.
+euler-a steps, 640x960, weights resident): eager 4.04 s (the official pipeline:
+4.06 s); CUDA graph 2.73 s, + channels_last 2.67 s (peak 4.4 GiB); compile + CUDA
+graph 1.85 s (fp16) / 1.82 s (bf16), peak 4.8 GiB, of which encode 29 ms and
+decode 57 ms; low-VRAM 4.14 s at 2.06 GiB peak; dpm++2m 25 steps with a CUDA graph
+0.97 s.
 """
 
 from __future__ import annotations
@@ -114,6 +116,10 @@ class _GraphedDenoiser:
         return static_out
 
     def _capture(self, args: tuple[torch.Tensor, ...], guidance: float) -> tuple:
+        with torch.cuda.device(args[0].device):  # streams and graphs belong to the inputs' GPU
+            return self._capture_here(args, guidance)
+
+    def _capture_here(self, args: tuple[torch.Tensor, ...], guidance: float) -> tuple:
         static_in = tuple(a.clone() for a in args)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -156,8 +162,8 @@ class Zero123PlusPipeline:
         on_cuda = self.device.type == "cuda"
         if cuda_graph is None:  # measured on an H100: 75 steps 4.04 s -> 2.73 s, same result
             cuda_graph = on_cuda and not self.low_vram
-        if channels_last is None:  # NHWC convolutions: a further ~2% on an H100
-            channels_last = on_cuda
+        if channels_last is None:  # NHWC convolutions: a further ~2% on an H100 (compile picks layouts itself)
+            channels_last = on_cuda and not compile
         if cuda_graph and self.device.type != "cuda":
             raise UsageError("CUDA graphs need a CUDA device")
         if cuda_graph and self.low_vram:
