@@ -49,6 +49,32 @@ def chart_ids(atlas) -> np.ndarray:
     return labels[f[:, 0]]
 
 
+def coverage_counts(uv: np.ndarray, faces: np.ndarray, size: int, strict: bool = False) -> np.ndarray:
+    """(size, size) number of UV triangles containing each texel centre (row 0 at v = 0), brute force.
+
+    ``strict``: only centres strictly inside (a centre on an edge shared by two triangles
+    of one chart is in both, which is no overlap).
+    """
+    t = uv[faces].astype(np.float64) * size - 0.5  # texel-centre units
+    lo = np.clip(np.ceil(t.min(1)), 0, size - 1).astype(np.int64)
+    hi = np.clip(np.floor(t.max(1)), 0, size - 1).astype(np.int64)
+    n = np.maximum(hi - lo + 1, 0)
+    per = n[:, 0] * n[:, 1]
+    tri = np.repeat(np.arange(len(t)), per)
+    k = np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)
+    x = lo[tri, 0] + k % n[tri, 0]
+    y = lo[tri, 1] + k // n[tri, 0]
+    a, b, c = t[tri, 0], t[tri, 1], t[tri, 2]
+
+    def edge(p, q):
+        return (q[:, 0] - p[:, 0]) * (y - p[:, 1]) - (q[:, 1] - p[:, 1]) * (x - p[:, 0])
+
+    e0, e1, e2 = edge(b, c), edge(c, a), edge(a, b)
+    eps = 1e-9 * np.abs(e0 + e1 + e2) if strict else 0.0
+    inside = ((e0 >= eps) & (e1 >= eps) & (e2 >= eps)) | ((e0 <= -eps) & (e1 <= -eps) & (e2 <= -eps))
+    return np.bincount(y[inside] * size + x[inside], minlength=size * size).reshape(size, size)
+
+
 def check_atlas(vertices, faces, atlas, size):
     # Same faces, same order, over UV copies of the original vertices.
     np.testing.assert_array_equal(atlas.vertex_ids[atlas.faces], faces)
@@ -56,11 +82,12 @@ def check_atlas(vertices, faces, atlas, size):
     uvf = atlas.uv[atlas.faces].astype(np.float64)
     signed = 0.5 * ((uvf[:, 1, 0] - uvf[:, 0, 0]) * (uvf[:, 2, 1] - uvf[:, 0, 1])
                     - (uvf[:, 2, 0] - uvf[:, 0, 0]) * (uvf[:, 1, 1] - uvf[:, 0, 1]))
-    # No overlaps: the texels covered equal the summed UV area (overlaps would cover less).
+    # No overlaps: no texel centre lies inside two UV triangles (counted independently of the rasterizer).
+    assert coverage_counts(atlas.uv, atlas.faces, size, strict=True).max() == 1
+    counts = coverage_counts(atlas.uv, atlas.faces, size)
     rast = TorchRasterizer().rasterize(uv_clip(torch.from_numpy(atlas.uv)), torch.from_numpy(atlas.faces), (size, size))
-    covered = int((rast[0, ..., 3] > 0).sum())
-    total = float(np.abs(signed).sum()) * size * size
-    assert covered == pytest.approx(total, rel=0.01)
+    np.testing.assert_array_equal(rast[0, ..., 3].numpy() > 0, counts > 0)
+    assert counts.sum() == pytest.approx(float(np.abs(signed).sum()) * size * size, rel=0.05)
     # Gutters: texels of different charts are never neighbours (3x3).
     charts = chart_ids(atlas)
     tid = rast[0, ..., 3].long().numpy() - 1
@@ -142,3 +169,14 @@ def test_decimate_falls_back_to_pymeshlab(monkeypatch):
     assert out.metadata["decimation"]["backend"] == "pymeshlab"
     assert 900 <= out.num_faces <= 1000
     assert np.abs(np.linalg.norm(out.vertices, axis=1) - 0.8).max() < 0.02
+
+
+def test_triangle_soup_narrows_gutters_or_fails_clearly():
+    v, f = sphere(3)
+    soup_v = v[f].reshape(-1, 3)
+    soup_f = np.arange(len(soup_v)).reshape(-1, 3)  # every face its own chart
+    atlas = unwrap(soup_v, soup_f, "box", texture_size=256)
+    assert atlas.charts == len(f)
+    check_atlas(soup_v, soup_f, atlas, 256)
+    with pytest.raises(UsageError, match="texture atlas"):
+        unwrap(soup_v, soup_f, "box", texture_size=32)

@@ -108,6 +108,8 @@ def texture_mesh(
     head = as_color_head(color_head)
     if mesh.num_faces == 0:
         raise ValueError("cannot texture an empty mesh")
+    if planes.ndim != 5 or planes.shape[0] != 1 or planes.shape[1] != 3:
+        raise ValueError(f"planes must be (1, 3, C, H, W), got {tuple(planes.shape)}")
     if bake and texture_size < 16:
         raise ValueError(f"texture size must be at least 16, got {texture_size}")
     rast = get_rasterizer(rasterizer, device)

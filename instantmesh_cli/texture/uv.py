@@ -87,7 +87,19 @@ def unwrap(
     elif method == "xatlas":
         atlas = _xatlas_unwrap(vertices, faces, texture_size, pad)
     else:
-        atlas = box_unwrap(vertices, faces, texture_size=texture_size, padding=pad)
+        atlas = None
+        # Very many tiny charts may not fit with full gutters: narrow them before giving up.
+        for p in sorted({pad, min(pad, 1), 0}, reverse=True):
+            try:
+                atlas = box_unwrap(vertices, faces, texture_size=texture_size, padding=p)
+                break
+            except ValueError:
+                continue
+        if atlas is None:
+            raise UsageError(
+                f"{len(faces)} faces do not fit a {texture_size}x{texture_size} texture atlas",
+                hint="use a larger --texture-size or a smaller --target-faces",
+            )
     atlas.seconds = time.perf_counter() - t0
     return atlas
 
