@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from instantmesh_cli.errors import InputError, UsageError
 from instantmesh_cli.export import encode_glb, export_transform
 from instantmesh_cli.mesh import Mesh, clean_mesh
 from instantmesh_cli.reconstruction.cameras import zero123plus_cameras
@@ -205,3 +206,16 @@ def test_four_views_vertex_colours_and_errors(scene):
         texture_mesh(scene["mesh"], scene["planes"], scene["head"], images, scene["cams"], refine_steps=1)
     with pytest.raises(TypeError):
         texture_mesh(scene["mesh"], scene["planes"], object(), images, views=4)
+    # No refinement: the PSNR is still measured, and nothing changes.
+    _, report0 = texture_mesh(scene["mesh"], scene["planes"], scene["head"], images, views=4, refine_steps=0,
+                              bake=False, rasterizer="torch")
+    assert report0.refine_steps == 0 and report0.psnr_before == report0.psnr_after < report.psnr_after
+    # No views: bake the field as it is.
+    plain, report1 = texture_mesh(scene["mesh"], scene["planes"], scene["head"], texture_size=64, rasterizer="torch")
+    assert plain.is_textured and report1.psnr_before is None and "refine" not in report1.timings
+    with pytest.raises(UsageError):
+        texture_mesh(scene["mesh"], scene["planes"], scene["head"], texture_size=8)
+    with pytest.raises(UsageError):
+        texture_mesh(scene["mesh"], scene["planes"], scene["head"], target_faces=5)
+    with pytest.raises(InputError):
+        texture_mesh(Mesh(np.zeros((0, 3)), np.zeros((0, 3))), scene["planes"], scene["head"])

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from instantmesh_cli.errors import InputError, UsageError
 from instantmesh_cli.mesh import Mesh, decimate
 from instantmesh_cli.texture.bake import bake_texture
 from instantmesh_cli.texture.raster import get_rasterizer
@@ -91,7 +92,8 @@ def texture_mesh(
     - ``planes`` (1, 3, C, H, W) triplane; ``color_head``: a module mapping (..., 3C)
       features to rgb (or the reconstruction model / its decoder, whose ``color`` is used);
       neither is modified.
-    - ``images`` (V, 3, H, W) input views in [0, 1] on white (None: no refinement);
+    - ``images`` (V, 3, H, W) input views in [0, 1] on white (None: no refinement and no
+      PSNR; with ``refine_steps=0`` the PSNR is measured, nothing refined);
       ``cameras`` (V, 16) camera vectors or (V, 4, 4) MVPs; None: the Zero123++ cameras
       for ``views`` (default V) views at radius ``4 * scale``.
     - ``refine_steps`` 0 skips refinement; ``target_faces`` None: :data:`DEFAULT_TARGET_FACES`,
@@ -107,17 +109,20 @@ def texture_mesh(
     timings = report.timings
     head = as_color_head(color_head)
     if mesh.num_faces == 0:
-        raise ValueError("cannot texture an empty mesh")
+        raise InputError("the reconstructed mesh is empty; nothing to texture")
     if planes.ndim != 5 or planes.shape[0] != 1 or planes.shape[1] != 3:
         raise ValueError(f"planes must be (1, 3, C, H, W), got {tuple(planes.shape)}")
-    if bake and texture_size < 16:
-        raise ValueError(f"texture size must be at least 16, got {texture_size}")
+    if bake and not 16 <= texture_size <= 16384:
+        raise UsageError(f"--texture-size must be between 16 and 16384, got {texture_size}")
+    if target_faces is not None and (target_faces < 0 or 0 < target_faces < 100):
+        raise UsageError(f"--target-faces must be 0 (keep all) or at least 100, got {target_faces}")
     rast = get_rasterizer(rasterizer, device)
     report.rasterizer = rast.name
 
-    # 1. Refinement on the input views (mesh fixed, one rasterization).
+    # 1. Refinement on the input views (mesh fixed, one rasterization). With 0 steps the
+    #    input-view PSNR is still measured (one forward pass) for the report.
     refined_planes = planes.float()
-    if images is not None and refine_steps > 0:
+    if images is not None:
         _sync(device)
         t = time.perf_counter()
         if cameras is None:
@@ -138,9 +143,11 @@ def texture_mesh(
         points = samples.points[lookup[pixels]]
         _sync(device)
         timings["refine_setup"] = time.perf_counter() - t
-        result = refine_texture(refined_planes, head, points, targets, steps=refine_steps)
-        refined_planes, head = result.planes, result.color_head
-        report.psnr_before, report.psnr_after, report.refine_steps = result.psnr_before, result.psnr_after, refine_steps
+        steps = max(int(refine_steps), 0)
+        result = refine_texture(refined_planes, head, points, targets, steps=steps)
+        if steps:
+            refined_planes, head = result.planes, result.color_head
+        report.psnr_before, report.psnr_after, report.refine_steps = result.psnr_before, result.psnr_after, steps
         timings["refine"] = result.seconds
 
     def color_fn(points: torch.Tensor) -> torch.Tensor:
