@@ -163,7 +163,7 @@ def measure_run(pipe: ImeshPipeline, image, seed: int = 42) -> RunMeasure:
     m.peak_gib.pop("reconstruct", None)
     m.faces_extracted = recon.mesh.num_faces
     mesh = recon.mesh
-    if pipe.options.texture:
+    if pipe.runs_texture_stage:
         with meter.stage(m, "texture"):
             mesh, report = pipe.texture(recon.mesh, recon.planes, images)
         texture_total = m.seconds.pop("texture")

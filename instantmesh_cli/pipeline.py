@@ -199,8 +199,14 @@ class ImeshPipeline:
         images = views_to_tensor(views, model.cfg.input_size)
         return reconstruct(model, images, scale=self.options.scale, surface_only=self.options.surface_only), images
 
+    @property
+    def runs_texture_stage(self) -> bool:
+        """A texture is baked, or vertex colours are refined on the views first (``--no-texture``)."""
+        o = self.options
+        return o.texture or (o.refine_texture and o.refine_steps > 0)
+
     def texture(self, mesh: "Mesh", planes: "torch.Tensor", images: "torch.Tensor"):
-        """Refine (optional) and bake a UV texture; returns (textured mesh, report)."""
+        """Refine (optional), then bake a UV texture or (``texture=False``) vertex colours; returns (mesh, report)."""
         from instantmesh_cli.texture import texture_mesh
 
         o = self.options
@@ -215,6 +221,7 @@ class ImeshPipeline:
             texture_size=o.texture_size,
             target_faces=o.target_faces,
             uv_method=o.uv_method,
+            bake=o.texture,
         )
 
     # ------------------------------------------------------------------ the chain
@@ -236,7 +243,7 @@ class ImeshPipeline:
             recon, images = self.reconstruct(grid)
         mesh = recon.mesh
         psnr_before = psnr_after = None
-        if self.options.texture:
+        if self.runs_texture_stage:
             with self._timed(timings, "texture"):
                 mesh, report = self.texture(mesh, recon.planes, images)
             psnr_before, psnr_after = report.psnr_before, report.psnr_after

@@ -165,7 +165,7 @@ class BatchRunner:
 
         outcome, pipe = core.outcome, self.pipe
         mesh = core.recon.mesh
-        if pipe.options.texture:
+        if pipe.runs_texture_stage:
             t = time.perf_counter()
             mesh, report = pipe.texture(mesh, core.recon.planes, core.images)
             pipe._sync()

@@ -41,3 +41,19 @@ def test_help_imports_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+def test_uv_method_names_match_the_library():
+    from instantmesh_cli.cli.common import UV_METHODS
+    from instantmesh_cli.texture import uv
+
+    assert UV_METHODS == uv.UV_METHODS
+
+
+def test_library_warnings_become_one_line(capsys):
+    from instantmesh_cli.cli import _show_warning
+
+    _show_warning(UserWarning("nvdiffrast unavailable; using the torch rasterizer"), UserWarning, "/x/instantmesh_cli/texture/raster.py", 1)
+    _show_warning(FutureWarning("some other library"), FutureWarning, "/x/site-packages/diffusers/a.py", 1)
+    err = capsys.readouterr().err
+    assert err == "imesh: warning: nvdiffrast unavailable; using the torch rasterizer\n"

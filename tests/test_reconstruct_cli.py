@@ -18,7 +18,7 @@ from PIL import Image
 
 import lrm_fixtures as fx
 from instantmesh_cli.cli import run
-from instantmesh_cli.export import export_transform
+from instantmesh_cli.export import export_transform, vertex_colors_from_gltf
 from instantmesh_cli.reconstruction import config
 from instantmesh_cli.reconstruction.inputs import views_from_images, views_to_tensor
 from instantmesh_cli.reconstruction.loading import load_model
@@ -40,13 +40,14 @@ def mesh_large(fake_hub, monkeypatch):
 
 def _load_glb(path_or_bytes):
     scene = trimesh.load(path_or_bytes, file_type="glb", force="scene", process=False)
-    return trimesh.util.concatenate(list(scene.geometry.values()))
+    (geometry,) = scene.geometry.values()
+    return geometry
 
 
 def test_grid_to_glb_in_gltf_frame(mesh_large, tmp_path, capsys):
     grid = _grid(tmp_path / "views.png")
     out = tmp_path / "out" / "obj.glb"
-    assert run(["reconstruct", grid, "-o", str(out), "--device", "cpu"]) == 0
+    assert run(["reconstruct", grid, "-o", str(out), "--device", "cpu", "--no-texture", "--no-refine-texture"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out)
     assert "vertex colours" in captured.err
@@ -60,7 +61,7 @@ def test_grid_to_glb_in_gltf_frame(mesh_large, tmp_path, capsys):
     np.testing.assert_allclose(ext, [0.4 / 0.6, 0.3 / 0.6, 1.0], atol=0.06)
     assert tm.volume > 0  # outward faces survive the conversion
     # colours: red grows with model x = glTF Z
-    colors = tm.visual.vertex_colors[:, :3].astype(float)
+    colors = vertex_colors_from_gltf(tm)[:, :3].astype(float)
     assert np.corrcoef(tm.vertices[:, 2], colors[:, 0])[0, 1] > 0.9
     assert np.corrcoef(tm.vertices[:, 1], colors[:, 2])[0, 1] > 0.9  # blue ~ model z = glTF Y (up)
 
@@ -69,6 +70,21 @@ def test_grid_to_glb_in_gltf_frame(mesh_large, tmp_path, capsys):
     model = load_model("instant-mesh-large")
     mesh = reconstruct(model, views_to_tensor(picked, model.cfg.input_size)).mesh
     np.testing.assert_allclose(tm.vertices, export_transform(mesh).apply(mesh.vertices), atol=1e-6)
+
+
+def test_textured_by_default(mesh_large, tmp_path, capsys):
+    grid = _grid(tmp_path / "views.png")
+    out = tmp_path / "tex.glb"
+    assert run(["reconstruct", grid, "-o", str(out), "--device", "cpu", "--texture-size", "128", "--no-refine-texture"]) == 0
+    assert "128² texture" in capsys.readouterr().err
+    tm = _load_glb(out)
+    uv = tm.visual.uv
+    assert uv.min() >= 0 and uv.max() <= 1
+    image = np.asarray(tm.visual.material.baseColorTexture.convert("RGB"), dtype=float)
+    # sample the texture at each vertex: red still grows with model x = glTF Z
+    h, w = image.shape[:2]
+    texels = image[np.clip(((1 - uv[:, 1]) * h).astype(int), 0, h - 1), np.clip((uv[:, 0] * w).astype(int), 0, w - 1)]
+    assert np.corrcoef(tm.vertices[:, 2], texels[:, 0])[0, 1] > 0.8
 
 
 def test_six_rgba_view_files_and_four_view_mode(mesh_large, tmp_path):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 from typing import Sequence
 
 import click
 import typer
 
 from instantmesh_cli.cli.app import app, state
-from instantmesh_cli.cli.common import error_line
+from instantmesh_cli.cli.common import error_line, warn_line
 from instantmesh_cli.errors import ImeshError
 
 # Each module registers its command(s) on ``app`` when imported.
@@ -45,10 +46,17 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return name == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings (a slower fallback, a skipped step) as one line; other libraries' only with --debug."""
+    if "instantmesh_cli" in str(filename) or state.debug:
+        warn_line(str(message))
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code instead of exiting."""
     args = list(sys.argv[1:] if argv is None else argv)
     state.debug = state.debug or "--debug" in args
+    warnings.showwarning = _show_warning
     try:
         result = app(args=args, prog_name="imesh", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0

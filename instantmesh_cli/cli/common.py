@@ -19,3 +19,22 @@ def error_line(message: str) -> None:
 def warn_line(message: str) -> None:
     sys.stderr.write(f"imesh: warning: {message}\n")
     sys.stderr.flush()
+
+
+def check_texture_options(texture_size: int, refine_steps: int, target_faces: int | None, uv: str | None) -> None:
+    """Range checks shared by every command that bakes textures (usage errors, exit 2)."""
+    from instantmesh_cli.errors import UsageError
+
+    if not 64 <= texture_size <= 8192:
+        raise UsageError(f"--texture-size must be between 64 and 8192, got {texture_size}")
+    if refine_steps < 0:
+        raise UsageError(f"--refine-steps must be 0 or more, got {refine_steps}")
+    if target_faces is not None and target_faces != 0 and target_faces < 100:
+        raise UsageError(f"--target-faces must be 0 (keep all) or at least 100, got {target_faces}")
+    if uv is not None and uv not in UV_METHODS:
+        raise UsageError(f"unknown --uv {uv!r}; choose one of: {', '.join(UV_METHODS)}")
+
+
+# Mirrors instantmesh_cli.texture.uv.UV_METHODS without importing numpy at start-up
+# (tests/test_cli.py checks that the two agree).
+UV_METHODS = ("box", "xatlas")

@@ -11,25 +11,19 @@ import typer
 
 from instantmesh_cli import settings
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import console
+from instantmesh_cli.cli.common import check_texture_options
 from instantmesh_cli.errors import UsageError
 
 FORMATS = ("glb", "obj", "ply")
 
 
-def _check_ranges(steps, guidance, foreground_ratio, texture_size, refine_steps, target_faces, scale) -> None:
+def _check_ranges(steps, guidance, foreground_ratio, scale) -> None:
     if steps is not None and not 1 <= steps <= 1000:
         raise UsageError(f"--steps must be between 1 and 1000, got {steps}")
     if not 0.0 <= guidance <= 100.0:
         raise UsageError(f"--guidance must be between 0 and 100, got {guidance}")
     if not 0.0 < foreground_ratio <= 1.0:
         raise UsageError(f"--foreground-ratio must be in (0, 1], got {foreground_ratio}")
-    if not 64 <= texture_size <= 8192:
-        raise UsageError(f"--texture-size must be between 64 and 8192, got {texture_size}")
-    if refine_steps < 0:
-        raise UsageError(f"--refine-steps must be 0 or more, got {refine_steps}")
-    if target_faces is not None and target_faces < 100:
-        raise UsageError(f"--target-faces must be at least 100, got {target_faces}")
     if not scale > 0:
         raise UsageError(f"--scale must be positive, got {scale}")
 
@@ -62,8 +56,8 @@ def generate(
     texture_size: int = typer.Option(settings.DEFAULT_TEXTURE_SIZE, "--texture-size", help="Texture width and height in pixels."),
     refine_texture: bool = typer.Option(True, "--refine-texture/--no-refine-texture", help="Fit the colours to the six views before baking."),
     refine_steps: int = typer.Option(settings.DEFAULT_REFINE_STEPS, "--refine-steps", help="Texture refinement steps."),
-    target_faces: Optional[int] = typer.Option(None, "--target-faces", help="Decimate to this many faces before UV unwrapping."),
-    uv: Optional[str] = typer.Option(None, "--uv", help="UV unwrapping method (see `imesh reconstruct --help`)."),
+    target_faces: Optional[int] = typer.Option(None, "--target-faces", help="Faces kept for the UV atlas (default 40000; 0 keeps all)."),
+    uv: Optional[str] = typer.Option(None, "--uv", help="UV unwrapping: box (fast, default) or xatlas (fewer seams, ~1-2 s)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32."),
     low_vram: bool = typer.Option(False, "--low-vram", help="Keep only the model part in use on the GPU."),
@@ -75,7 +69,8 @@ def generate(
     """Turn photos into textured meshes (the whole chain)."""
     from instantmesh_cli.batch import expand_inputs, plan_outputs, read_list
 
-    _check_ranges(steps, guidance, foreground_ratio, texture_size, refine_steps, target_faces, scale)
+    _check_ranges(steps, guidance, foreground_ratio, scale)
+    check_texture_options(texture_size, refine_steps, target_faces, uv)
     listed: list[str] = []
     if from_list is not None:
         if from_list == "-":

@@ -10,9 +10,9 @@ from typing import List, Optional
 import typer
 
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import console, warn_line
+from instantmesh_cli.cli.common import check_texture_options, console, warn_line
 from instantmesh_cli.errors import ImeshError, UsageError
-from instantmesh_cli.settings import DEFAULT_VARIANT
+from instantmesh_cli.settings import DEFAULT_REFINE_STEPS, DEFAULT_TEXTURE_SIZE, DEFAULT_VARIANT
 
 FORMATS = ("glb", "obj", "ply")
 
@@ -66,18 +66,21 @@ def reconstruct(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda or cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="Encoder/transformer precision: auto (fp16 on CUDA), fp32, fp16, bf16."),
     fmt: Optional[str] = typer.Option(None, "--format", help="glb, obj or ply (default: from the output name)."),
-    no_texture: bool = typer.Option(
-        False, "--no-texture",
-        help="Vertex colours instead of a texture map. Texturing is not part of this command yet, "
-        "so the mesh always carries vertex colours.",
+    texture: bool = typer.Option(True, "--texture/--no-texture", help="Bake a UV texture (default) or keep vertex colours."),
+    texture_size: int = typer.Option(DEFAULT_TEXTURE_SIZE, "--texture-size", help="Texture width and height in pixels."),
+    refine_texture: bool = typer.Option(
+        True, "--refine-texture/--no-refine-texture", help="Fit the colours to the given views before baking."
     ),
+    refine_steps: int = typer.Option(DEFAULT_REFINE_STEPS, "--refine-steps", help="Texture refinement steps."),
+    target_faces: Optional[int] = typer.Option(None, "--target-faces", help="Faces kept for the UV atlas (default 40000; 0 keeps all)."),
+    uv: Optional[str] = typer.Option(None, "--uv", help="UV unwrapping: box (fast, default) or xatlas (fewer seams, ~1-2 s)."),
     no_cleanup: bool = typer.Option(False, "--no-cleanup", help="Keep floating pieces (no mesh clean-up)."),
     weights_dir: Optional[Path] = typer.Option(
         None, "--weights-dir", file_okay=False, help="Folder from `imesh download --to` (default: $IMESH_WEIGHTS_DIR)."
     ),
     offline: bool = typer.Option(False, "--offline", help="Never download weights."),
 ) -> None:
-    """Reconstruct a vertex-coloured mesh from multi-view images (no diffusion)."""
+    """Reconstruct a textured mesh from multi-view images (no diffusion)."""
     from instantmesh_cli import settings
 
     variant = settings.get_variant(model)
@@ -87,8 +90,8 @@ def reconstruct(
         raise UsageError(f"--scale must be positive, got {scale}")
     if len(views) not in (1, 4, 6):
         raise UsageError(f"got {len(views)} images; give one 3×2 view grid or six view files (four with --views 4)")
+    check_texture_options(texture_size, refine_steps, target_faces, uv)
     target, mesh_format = resolve_mesh_output(output, fmt, Path(views[0]).stem)
-    del no_texture  # vertex colours are the only output of this command for now
 
     from instantmesh_cli.export import encode_glb, export_mesh
     from instantmesh_cli.images import load_image
@@ -104,12 +107,22 @@ def reconstruct(
     net = load_model(
         variant.name, device=torch_device, compute_dtype=compute_dtype, offline=offline or None, weights_dir=weights_dir
     )
-    result = run_stage(net, views_to_tensor(picked, net.cfg.input_size), scale=scale, clean=not no_cleanup)
+    tensor = views_to_tensor(picked, net.cfg.input_size)
+    result = run_stage(net, tensor, scale=scale, clean=not no_cleanup)
     mesh = result.mesh
     if mesh.num_faces == 0:
         raise ImeshError("the reconstruction is empty (no surface found)", hint="check that the views show one object on white")
     if mesh.metadata.get("empty_shape_fallback"):
         warn_line("the model predicted no surface; the mesh is the official fallback shape, not the object")
+    steps = refine_steps if refine_texture else 0
+    report = None
+    if texture or steps > 0:
+        from instantmesh_cli.texture import texture_mesh
+
+        mesh, report = texture_mesh(
+            mesh, result.planes, net, tensor[0], views=n_views, scale=scale, refine_steps=steps,
+            texture_size=texture_size, target_faces=target_faces, uv_method=uv, bake=texture,
+        )
     if target is None:
         sys.stdout.buffer.write(encode_glb(mesh))
         sys.stdout.buffer.flush()
@@ -117,8 +130,12 @@ def reconstruct(
         for path in export_mesh(mesh, target, mesh_format):
             typer.echo(str(path))
     t = result.timings
+    colour = f"{texture_size}² texture" if mesh.is_textured else "vertex colours"
+    refined = ""
+    if report is not None and report.psnr_after is not None and report.refine_steps:
+        refined = f", refined {report.psnr_before:.1f} → {report.psnr_after:.1f} dB on the views"
     console.print(
-        f"{variant.name} on {torch_device}: {mesh.num_vertices} vertices, {mesh.num_faces} faces, vertex colours "
+        f"{variant.name} on {torch_device}: {mesh.num_vertices} vertices, {mesh.num_faces} faces, {colour}{refined} "
         f"(planes {t['planes']:.2f} s, surface {t['surface']:.2f} s)",
         soft_wrap=True, markup=False,
     )
