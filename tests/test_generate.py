@@ -200,3 +200,13 @@ def test_textured_glb_by_default(served, tmp_path, capsys):
     assert image is not None and image.size == (128, 128)
     uv = mesh.visual.uv
     assert uv is not None and uv.min() >= 0.0 and uv.max() <= 1.0
+
+
+def test_multiview_command_gives_the_views_generate_uses(served, tmp_path, capsys):
+    src = photo(tmp_path / "toy.png")
+    assert run(["generate", str(src), "-o", str(tmp_path / "toy.glb"), "--save-views", "--no-texture", "--no-refine-texture", *FAST]) == 0
+    assert run(["multiview", str(src), "-o", str(tmp_path / "grid.png"), *FAST]) == 0
+    capsys.readouterr()
+    a = np.asarray(Image.open(tmp_path / "toy_views.png"))
+    b = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert np.array_equal(a, b)

@@ -53,7 +53,11 @@ def multiview(
         None, "--steps", help="Denoising steps (default: 75 for euler-a, 25 for dpm++2m, 20 for unipc)."
     ),
     guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", help="Classifier-free guidance scale."),
-    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Random seed: the same seed gives the same views."),
+    seed: int = typer.Option(
+        DEFAULT_SEED, "--seed",
+        help="Run seed; the image's seed is derived from it and the file name, as in `imesh generate`, "
+        "so both commands give the same views.",
+    ),
     scheduler: str = typer.Option(
         "euler-a", "--scheduler", help=f"Sampler: {', '.join(SCHEDULER_NAMES)} (faster, fewer steps)."
     ),
@@ -92,6 +96,9 @@ def multiview(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     label = "stdin" if input == "-" else input
+    from instantmesh_cli.batch import derive_seed
+
+    image_seed = derive_seed(seed, input)
     img = load_image(sys.stdin.buffer.read(), name=label) if input == "-" else load_image(input)
     remover = None if no_rembg else BackgroundRemover(matting, offline=offline or None)
     prepared = prepare_image(
@@ -122,7 +129,7 @@ def multiview(
         loaded = time.perf_counter()
         task = bar.add_task("generating views", total=None)
         grid = pipe(
-            prepared.image, steps=steps, guidance=guidance, seed=seed, scheduler=scheduler,
+            prepared.image, steps=steps, guidance=guidance, seed=image_seed, scheduler=scheduler,
             callback=lambda done, total: bar.update(task, completed=done, total=total),
         )
     finished = time.perf_counter()
@@ -135,7 +142,7 @@ def multiview(
             _save_png(view, tile)
             typer.echo(str(tile))
     console.print(
-        f"{label}: {grid.size[0]}×{grid.size[1]} grid, {scheduler}, seed {seed}, on {torch_device} "
+        f"{label}: {grid.size[0]}×{grid.size[1]} grid, {scheduler}, seed {image_seed}, on {torch_device} "
         f"(load {loaded - started:.1f} s, generate {finished - loaded:.1f} s)",
         soft_wrap=True, markup=False,
     )
