@@ -8,7 +8,6 @@ run) — with the fix. Nothing here touches the network: weights are looked up i
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import os
@@ -19,7 +18,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MIN_PYTHON = (3, 10)
@@ -148,53 +147,24 @@ def check_cuda() -> list[Check]:
     return checks
 
 
-@contextlib.contextmanager
-def _register_built_extensions() -> Iterator[None]:
-    """Make ``importlib.import_module(name)`` find a module torch's extension loader just built.
-
-    With torch >= 2.11 the loaded extension is no longer put into ``sys.modules``,
-    so nvdiffrast's ``import_module(plugin_name)`` fails although the build worked
-    (reference/deps.md). Registering the returned module fixes fresh and cached builds.
-    """
-    import torch.utils.cpp_extension as ext
-
-    originals = {name: getattr(ext, name) for name in ("load", "_import_module_from_library")
-                 if hasattr(ext, name)}
-
-    def wrap(fn):
-        def inner(*args, **kwargs):
-            module = fn(*args, **kwargs)
-            name = kwargs.get("name", kwargs.get("module_name", args[0] if args else None))
-            if module is not None and isinstance(name, str):
-                sys.modules.setdefault(name, module)
-            return module
-        return inner
-
-    for name, fn in originals.items():
-        setattr(ext, name, wrap(fn))
-    try:
-        yield
-    finally:
-        for name, fn in originals.items():
-            setattr(ext, name, fn)
-
-
 def rasterize_test_triangle(device: str = "cuda") -> float:
     """Rasterize one triangle with nvdiffrast; return the covered fraction of a 64² image.
 
     The triangle (-0.8,-0.8), (0.8,-0.8), (0,0.8) covers 1.28 of the 4 square NDC
     units, i.e. 0.32 of the pixels.
     """
-    import nvdiffrast.torch as dr
     import torch
 
-    with _register_built_extensions():
-        ctx = dr.RasterizeCudaContext(device=device)
-        pos = torch.tensor([[[-0.8, -0.8, 0.0, 1.0], [0.8, -0.8, 0.0, 1.0], [0.0, 0.8, 0.0, 1.0]]],
-                           dtype=torch.float32, device=device)
-        tri = torch.tensor([[0, 1, 2]], dtype=torch.int32, device=device)
-        rast, _ = dr.rasterize(ctx, pos, tri, resolution=[64, 64])
-        torch.cuda.synchronize()
+    # The same loader the texture stage uses (it also works around torch >= 2.11's extension loading).
+    from instantmesh_cli.texture.raster_nvdiffrast import load_plugin
+
+    dr = load_plugin()
+    ctx = dr.RasterizeCudaContext(device=device)
+    pos = torch.tensor([[[-0.8, -0.8, 0.0, 1.0], [0.8, -0.8, 0.0, 1.0], [0.0, 0.8, 0.0, 1.0]]],
+                       dtype=torch.float32, device=device)
+    tri = torch.tensor([[0, 1, 2]], dtype=torch.int32, device=device)
+    rast, _ = dr.rasterize(ctx, pos, tri, resolution=[64, 64])
+    torch.cuda.synchronize()
     return float((rast[..., 3] > 0).float().mean().item())
 
 

@@ -43,11 +43,13 @@ def test_help_imports_no_heavy_library():
     assert "HEAVY []" in out
 
 
-def test_uv_method_names_match_the_library():
-    from instantmesh_cli.cli.common import UV_METHODS
+def test_light_name_lists_match_the_library():
+    from instantmesh_cli.cli.common import SCHEDULER_NAMES, UV_METHODS
+    from instantmesh_cli.multiview.schedulers import SAMPLERS
     from instantmesh_cli.texture import uv
 
     assert UV_METHODS == uv.UV_METHODS
+    assert set(SCHEDULER_NAMES) == set(SAMPLERS)
 
 
 def test_library_warnings_become_one_line(capsys):

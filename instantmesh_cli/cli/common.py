@@ -35,6 +35,21 @@ def check_texture_options(texture_size: int, refine_steps: int, target_faces: in
         raise UsageError(f"unknown --uv {uv!r}; choose one of: {', '.join(UV_METHODS)}")
 
 
-# Mirrors instantmesh_cli.texture.uv.UV_METHODS without importing numpy at start-up
-# (tests/test_cli.py checks that the two agree).
+def check_sampling_options(scheduler: str, steps: int | None, guidance: float, foreground_ratio: float) -> None:
+    """Range checks shared by the commands that run the multi-view diffusion (usage errors, exit 2)."""
+    from instantmesh_cli.errors import UsageError
+
+    if scheduler not in SCHEDULER_NAMES:
+        raise UsageError(f"unknown --scheduler {scheduler!r}; choose one of: {', '.join(SCHEDULER_NAMES)}")
+    if steps is not None and not 1 <= steps <= 1000:
+        raise UsageError(f"--steps must be between 1 and 1000, got {steps}")
+    if not 0.0 <= guidance <= 100.0:
+        raise UsageError(f"--guidance must be between 0 and 100, got {guidance}")
+    if not 0.0 < foreground_ratio <= 1.0:
+        raise UsageError(f"--foreground-ratio must be in (0, 1], got {foreground_ratio}")
+
+
+# These mirror instantmesh_cli.texture.uv.UV_METHODS and multiview.schedulers.SAMPLERS
+# without importing numpy/torch at start-up (tests/test_cli.py checks that they agree).
 UV_METHODS = ("box", "xatlas")
+SCHEDULER_NAMES = ("euler-a", "dpm++2m", "unipc")

@@ -11,21 +11,10 @@ import typer
 
 from instantmesh_cli import settings
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import check_texture_options
+from instantmesh_cli.cli.common import check_sampling_options, check_texture_options
 from instantmesh_cli.errors import UsageError
 
 FORMATS = ("glb", "obj", "ply")
-
-
-def _check_ranges(steps, guidance, foreground_ratio, scale) -> None:
-    if steps is not None and not 1 <= steps <= 1000:
-        raise UsageError(f"--steps must be between 1 and 1000, got {steps}")
-    if not 0.0 <= guidance <= 100.0:
-        raise UsageError(f"--guidance must be between 0 and 100, got {guidance}")
-    if not 0.0 < foreground_ratio <= 1.0:
-        raise UsageError(f"--foreground-ratio must be in (0, 1], got {foreground_ratio}")
-    if not scale > 0:
-        raise UsageError(f"--scale must be positive, got {scale}")
 
 
 @app.command()
@@ -46,7 +35,7 @@ def generate(
     steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion steps (default: 75 for euler-a)."),
     guidance: float = typer.Option(settings.DEFAULT_GUIDANCE, "--guidance", help="Classifier-free guidance scale."),
     seed: int = typer.Option(settings.DEFAULT_SEED, "--seed", help="Run seed; each image's seed is derived from it and the file name."),
-    scheduler: str = typer.Option("euler-a", "--scheduler", help="Diffusion sampler (see `imesh multiview --help`)."),
+    scheduler: str = typer.Option("euler-a", "--scheduler", help="Diffusion sampler: euler-a (75 steps), dpm++2m (25) or unipc (20)."),
     views: int = typer.Option(6, "--views", help="Views fed to the reconstruction model: 6 or 4."),
     scale: float = typer.Option(1.0, "--scale", help="Camera distance factor; < 1 shrinks objects that come out cropped."),
     no_rembg: bool = typer.Option(False, "--no-rembg", help="Never remove the background (automatic when the image has real alpha)."),
@@ -69,7 +58,9 @@ def generate(
     """Turn photos into textured meshes (the whole chain)."""
     from instantmesh_cli.batch import expand_inputs, plan_outputs, read_list
 
-    _check_ranges(steps, guidance, foreground_ratio, scale)
+    check_sampling_options(scheduler, steps, guidance, foreground_ratio)
+    if not scale > 0:
+        raise UsageError(f"--scale must be positive, got {scale}")
     check_texture_options(texture_size, refine_steps, target_faces, uv)
     listed: list[str] = []
     if from_list is not None:

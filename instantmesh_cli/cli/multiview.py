@@ -11,12 +11,11 @@ from typing import Optional
 import typer
 
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import console
+from instantmesh_cli.cli.common import SCHEDULER_NAMES, check_sampling_options, console
 from instantmesh_cli.errors import ImeshError, UsageError
 from instantmesh_cli.images import DEFAULT_MATTING_MODEL
 from instantmesh_cli.settings import DEFAULT_FOREGROUND_RATIO, DEFAULT_GUIDANCE, DEFAULT_SEED
 
-SCHEDULER_NAMES = ("euler-a", "dpm++2m", "unipc")  # multiview/schedulers.py SAMPLERS (kept light for --help)
 
 
 def resolve_grid_output(output: str, input_name: str) -> Path:
@@ -78,14 +77,7 @@ def multiview(
     offline: bool = typer.Option(False, "--offline", help="Never download weights or models."),
 ) -> None:
     """Generate the six Zero123++ views of the object in INPUT as one 3×2 grid."""
-    if scheduler not in SCHEDULER_NAMES:
-        raise UsageError(f"unknown --scheduler {scheduler!r}; choose one of: {', '.join(SCHEDULER_NAMES)}")
-    if steps is not None and not 1 <= steps <= 1000:
-        raise UsageError(f"--steps must be between 1 and 1000, got {steps}")
-    if not 0.0 <= guidance <= 100.0:
-        raise UsageError(f"--guidance must be between 0 and 100, got {guidance}")
-    if not 0.0 < foreground_ratio <= 1.0:
-        raise UsageError(f"--foreground-ratio must be in (0, 1], got {foreground_ratio}")
+    check_sampling_options(scheduler, steps, guidance, foreground_ratio)
     target = resolve_grid_output(output, input)
 
     from instantmesh_cli.images import BackgroundRemover, load_image, prepare_image
