@@ -17,10 +17,16 @@ from instantmesh_cli.multiview.loading import (
     load_components,
     load_unet_state_dict,
 )
-from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
+from instantmesh_cli.multiview.pipeline import DEFAULT_REFERENCE_BATCH, Zero123PlusPipeline, step_chunks
 from instantmesh_cli.multiview.reference_attention import READ, WRITE, install_reference_attention
 from instantmesh_cli.multiview.scaling import scale_image, scale_latents, unscale_image, unscale_latents
-from instantmesh_cli.multiview.schedulers import SAMPLERS, build_scheduler, get_sampler, reference_sigmas
+from instantmesh_cli.multiview.schedulers import (
+    SAMPLERS,
+    build_scheduler,
+    get_sampler,
+    noised_references,
+    reference_sigmas,
+)
 from multiview_fixtures import (
     CLIP_MEAN,
     CLIP_STD,
@@ -243,13 +249,17 @@ def test_reference_processor_equals_attention_over_concatenated_tokens():
     assert store.kv == {}  # read pops what write stored
 
 
-def test_reference_attention_is_wired_into_every_self_attention(pipe):
+def _traced(pipe, **kw):
     pipe.store.trace = []
     try:
-        _run(pipe, _photo(0), steps=2)
-        trace = pipe.store.trace
+        _run(pipe, _photo(0), **kw)
+        return pipe.store.trace
     finally:
         pipe.store.trace = None
+
+
+def test_reference_attention_is_wired_into_every_self_attention(pipe):
+    trace = _traced(pipe, steps=2, reference_batch=0)
     layers = pipe.store.layers
     assert len(layers) == 10  # tiny UNet: 3 down + 1 mid + 6 up transformer blocks
     assert all(name.endswith("attn1") for name in layers)
@@ -257,15 +267,138 @@ def test_reference_attention_is_wired_into_every_self_attention(pipe):
     assert len(trace) == 2 * per_step
     for step in range(2):
         chunk = trace[step * per_step : (step + 1) * per_step]
-        writes = {name: own for name, mode, own, ref in chunk if mode == WRITE}
-        reads = {name: (own, ref) for name, mode, own, ref in chunk if mode == READ}
+        writes = {name: own for name, mode, batch, own, ref in chunk if mode == WRITE}
+        reads = {name: (own, ref) for name, mode, batch, own, ref in chunk if mode == READ}
         assert set(writes) == set(reads) == set(layers)
+        assert {batch for *_, batch, _, _ in chunk} == {2}  # CFG pair in both passes
         # every read attends to the reference tokens its layer wrote in the same step
         assert all(reads[name][1] == writes[name] > 0 for name in layers)
         assert all(reads[name][0] == 6 * writes[name] for name in layers)  # 24x16 latent vs 8x8 reference tokens
     # the level-0 token counts: 24*16 own tokens, 8*8 reference tokens
-    first = {name: (own, ref) for name, mode, own, ref in trace[:per_step] if mode == READ}
+    first = {name: (own, ref) for name, mode, batch, own, ref in trace[:per_step] if mode == READ}
     assert first["down_blocks.0.attentions.0.transformer_blocks.0.attn1"] == (24 * 16, 8 * 8)
+
+
+def test_batched_write_passes_are_traced_once_per_chunk(pipe):
+    """reference_batch=2 over 5 steps: write passes of 2, 2 and 1 steps (batch 4, 4, 2), 5 read passes of batch 2."""
+    trace = _traced(pipe, steps=5, reference_batch=2)
+    layers = set(pipe.store.layers)
+    n = len(layers)
+    passes = [trace[k : k + n] for k in range(0, len(trace), n)]
+    assert all({name for name, *_ in p} == layers for p in passes)  # every layer, once per pass
+    kinds = [(p[0][1], p[0][2]) for p in passes]
+    w, r = WRITE, READ
+    assert kinds == [(w, 4), (r, 2), (r, 2), (w, 4), (r, 2), (r, 2), (w, 2), (r, 2)]
+    for p in passes:
+        assert len({(mode, batch) for _, mode, batch, _, _ in p}) == 1
+    writes = {name: own for name, mode, batch, own, ref in passes[0]}
+    reads = {name: (own, ref) for name, mode, batch, own, ref in passes[1]}
+    assert all(reads[name] == (6 * writes[name], writes[name]) for name in layers)
+
+
+def _batch_invariant_linear(x, weight, bias=None):
+    """``F.linear`` whose rows do not depend on the number of rows.
+
+    CPU BLAS takes other kernels for a 2-row product (the time embedding of one
+    step's CFG pair) than for a 10-row one (five steps batched): same sums, other
+    order, last-bit differences. Elementwise product + reduction over the last
+    axis sums every row in the same order whatever the batch.
+    """
+    y = (x.unsqueeze(-2) * weight).sum(-1)
+    return y if bias is None else y + bias
+
+
+def _sampler(pipe, guidance=4.0, seed=3):
+    generator = pipe.make_generator(seed)
+    condition = pipe.encode_condition(_photo(11), guidance=guidance, generator=generator)
+    start = generator.get_state()
+
+    def sample(batch, scheduler="euler-a", steps=5):
+        gen = torch.Generator().set_state(start)
+        latents = pipe.sample(
+            condition, steps=steps, guidance=guidance, generator=gen, scheduler=scheduler,
+            height=GRID_H, width=GRID_W, reference_batch=batch,
+        )
+        return latents, gen.get_state()
+
+    return sample
+
+
+def test_batched_write_passes_draw_the_same_numbers(pipe):
+    """One step per write pass, noise drawn ahead + the solver's draws replayed: the same bits as step by step."""
+    for guidance in (4.0, 1.0):
+        sample = _sampler(pipe, guidance=guidance)
+        for scheduler in ("euler-a", "dpm++2m"):
+            ref, ref_state = sample(0, scheduler)
+            one, one_state = sample(1, scheduler)
+            assert torch.equal(one, ref), (guidance, scheduler)
+            assert torch.equal(one_state, ref_state), (guidance, scheduler)  # the generator ends where it would have
+        # Several steps per write pass with the library's kernels: equal up to their rounding.
+        ref, _ = sample(0)
+        for batch in (2, 5):
+            many, _ = sample(batch)
+            assert (many - ref).abs().max() < 1e-5, (guidance, batch)
+            if guidance > 1 and batch == 5:
+                assert not torch.equal(many, ref)  # (the 10-row products really are rounded differently)
+
+
+def test_batched_write_passes_equal_step_by_step_bit_for_bit(pipe, monkeypatch):
+    """With batch-size-independent products, every chunking gives identical latents and generator states.
+
+    (Under CFG every write pass has an even batch >= 2; the tiny UNet's other CPU
+    kernels give the same rows for 2 and 2k samples, not always for 1 and k: with
+    CFG off, convolutions and 1x1-token elementwise loops switch code paths.)
+    """
+    monkeypatch.setattr(torch.nn.functional, "linear", _batch_invariant_linear)
+    sample = _sampler(pipe)
+    for scheduler in ("euler-a", "dpm++2m", "unipc"):
+        ref, ref_state = sample(0, scheduler)
+        for batch in (2, 3, 8):  # chunks 2+2+1, 3+2, one of 5
+            out, state = sample(batch, scheduler)
+            assert torch.equal(out, ref), (scheduler, batch, (out - ref).abs().max())
+            assert torch.equal(state, ref_state)
+
+
+def test_step_chunks_are_balanced():
+    assert [len(c) for c in step_chunks(75, 15)] == [15] * 5
+    assert [len(c) for c in step_chunks(25, 15)] == [13, 12]
+    assert [len(c) for c in step_chunks(5, 2)] == [2, 2, 1]
+    assert [len(c) for c in step_chunks(3, 10)] == [3]
+    assert [len(c) for c in step_chunks(7, 1)] == [1] * 7
+    for steps in range(1, 40):
+        for batch in range(1, 20):
+            chunks = step_chunks(steps, batch)
+            assert [i for c in chunks for i in c] == list(range(steps))
+            assert max(map(len, chunks)) <= batch and max(map(len, chunks)) - min(map(len, chunks)) <= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_noised_references_equal_the_scheduler_pair_bit_for_bit(dtype):
+    """Our batched noising == Euler add_noise + scale_model_input (the official calls), per step, exactly."""
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    steps = 75
+    probe = build_scheduler("euler-a", SCHEDULER_CONFIG)
+    probe.set_timesteps(steps)
+    sigma = torch.from_numpy(reference_sigmas(probe, probe.timesteps))
+    g = torch.Generator().manual_seed(0)
+    reference = torch.randn(2, 4, 8, 8, generator=g).to(dtype)
+    noise = torch.randn(steps, 2, 4, 8, 8, generator=g).to(dtype)
+    ours = noised_references(reference, noise, sigma.to(dtype), (sigma**2 + 1) ** 0.5).view(steps, 2, 4, 8, 8)
+    for i in (0, 1, 20, 50, 74):
+        sched = EulerAncestralDiscreteScheduler.from_config(SCHEDULER_CONFIG, timestep_spacing="trailing")
+        sched.set_timesteps(steps)
+        t = sched.timesteps[i]
+        official = sched.scale_model_input(sched.add_noise(reference, noise[i], t.reshape(-1)), t)
+        assert official.dtype == dtype and torch.equal(ours[i], official), i
+
+
+def test_reference_batch_option(tiny_folder, white_bin, pipe):
+    with pytest.raises(UsageError):
+        _run(pipe, _photo(0), reference_batch=-1)
+    with pytest.raises(UsageError):
+        Zero123PlusPipeline.from_folder(tiny_folder, unet_weights=white_bin, dtype="fp32", reference_batch=1.5)
+    assert pipe.reference_batch == DEFAULT_REFERENCE_BATCH > 0
 
 
 def test_condition_image_changes_the_output_through_reference_attention(pipe):
@@ -411,9 +544,12 @@ def test_matches_an_independent_implementation_of_the_released_flow(pipe, tiny_f
             v = uncond + guidance * (cond_v - uncond)
             latents = sched.step(v, t, latents, generator=gen).prev_sample
 
-    ours = pipe.generate_latents(image, steps=steps, guidance=guidance, seed=seed, height=GRID_H, width=GRID_W)
-    assert ours.shape == latents.shape
-    assert (ours - latents).abs().max() < 1e-5, (ours - latents).abs().max()
+    for batch in (None, 0):  # the default (write passes of all 4 steps in one call) and step by step
+        ours = pipe.generate_latents(
+            image, steps=steps, guidance=guidance, seed=seed, height=GRID_H, width=GRID_W, reference_batch=batch
+        )
+        assert ours.shape == latents.shape
+        assert (ours - latents).abs().max() < 1e-5, (batch, (ours - latents).abs().max())
 
 
 def test_fused_qkv_projection_gives_the_same_result(tiny_folder, white_bin, pipe):

@@ -19,6 +19,11 @@ less work.
 The processors share one :class:`ReferenceStore`; the caller sets ``store.mode``
 before each UNet pass. Nothing here syncs with the device, so both passes can be
 captured in one CUDA graph or compiled together.
+
+The write pass need not run once per step: its input does not depend on the
+sampling path, so the pipeline can run the write passes of several steps as one
+batched UNet call (per-sample timesteps) and hand each step's read pass its rows
+of the stored keys/values (``store.kv`` may be filled by the caller).
 """
 
 from __future__ import annotations
@@ -36,14 +41,15 @@ class ReferenceStore:
 
     ``mode`` is ``"write"`` (keep keys/values), ``"read"`` (attend to the kept ones)
     or ``"off"`` (plain self-attention). ``kv`` maps a layer name to its kept
-    (keys, values). ``trace``, when set to a list, receives one
-    ``(layer, mode, own_tokens, reference_tokens)`` tuple per call, for tests.
+    (keys, values), (batch, tokens, width) each. ``trace``, when set to a list,
+    receives one ``(layer, mode, batch, own_tokens, reference_tokens)`` tuple per
+    call, for tests.
     """
 
     def __init__(self) -> None:
         self.mode: str = OFF
         self.kv: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.trace: list[tuple[str, str, int, int]] | None = None
+        self.trace: list[tuple[str, str, int, int, int]] | None = None
         self.layers: tuple[str, ...] = ()
 
     def clear(self) -> None:
@@ -84,14 +90,16 @@ class ReferenceAttnProcessor:
             value = attn.to_v(hidden_states)
         ref_len = 0
         if store.mode == WRITE:
-            store.kv[self.name] = (key, value)
+            # Contiguous: with fused projections key/value are views of the q/k/v
+            # product, and keeping a view would keep the queries alive too.
+            store.kv[self.name] = (key.contiguous(), value.contiguous())
         elif store.mode == READ:
             ref_key, ref_value = store.kv.pop(self.name)
             ref_len = ref_key.shape[1]
             key = torch.cat([key, ref_key], dim=1)
             value = torch.cat([value, ref_value], dim=1)
         if store.trace is not None:
-            store.trace.append((self.name, store.mode, own_len, ref_len))
+            store.trace.append((self.name, store.mode, batch, own_len, ref_len))
 
         heads = attn.heads
         head_dim = query.shape[-1] // heads

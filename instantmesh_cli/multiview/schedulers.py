@@ -35,6 +35,10 @@ class SamplerSpec:
     default_steps: int
     description: str
     build: Callable[[Mapping[str, Any]], Any]
+    # True when the solver's step() draws one noise tensor shaped like the latents
+    # (in the model dtype) from the generator: the pipeline must replay that draw in
+    # order when it draws the reference noise of several steps ahead.
+    step_draws_noise: bool = False
 
 
 def _euler_ancestral(config: Mapping[str, Any]) -> Any:
@@ -68,7 +72,9 @@ def _unipc(config: Mapping[str, Any]) -> Any:
 SAMPLERS: dict[str, SamplerSpec] = {
     s.name: s
     for s in (
-        SamplerSpec("euler-a", 75, "Euler ancestral, trailing timesteps (the official setting)", _euler_ancestral),
+        SamplerSpec(
+            "euler-a", 75, "Euler ancestral, trailing timesteps (the official setting)", _euler_ancestral, True
+        ),
         SamplerSpec("dpm++2m", 25, "DPM-Solver++ 2M, trailing timesteps (deterministic, ~3x fewer steps)", _dpmpp_2m),
         SamplerSpec("unipc", 20, "UniPC bh2, trailing timesteps (deterministic, fewest steps)", _unipc),
     )
@@ -109,3 +115,28 @@ def reference_sigmas(scheduler: Any, timesteps: torch.Tensor) -> np.ndarray:
     table = (((1 - abar) / abar) ** 0.5).numpy()
     t = timesteps.detach().cpu().double().numpy()
     return np.interp(t, np.arange(len(table)), table).astype(np.float32)
+
+
+def noised_references(
+    reference: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, denominator: torch.Tensor
+) -> torch.Tensor:
+    """The write-pass inputs of ``k`` steps at once: ``(reference + sigma*noise) / sqrt(sigma^2 + 1)``.
+
+    ``reference`` (B, C, h, w) and ``noise`` (k, B, C, h, w) in the model dtype;
+    ``sigma`` (k,) in the model dtype, ``denominator`` (k,) float32 on the CPU
+    (``reference_sigmas`` and ``(sigma**2 + 1) ** 0.5``). Returns (k*B, C, h, w),
+    step-major. Rounds as the official pair ``add_noise`` + ``scale_model_input``
+    does element by element: ``add_noise`` works in the model dtype with sigma cast
+    to it; ``scale_model_input`` divides by a CPU float32 scalar, which torch turns
+    into a float32 division on the CPU and a multiplication by the float32
+    reciprocal on CUDA, rounded once to the model dtype. Elementwise only, so
+    one step alone and many steps together give the same bits.
+    """
+    steps = noise.shape[0]
+    view = (steps,) + (1,) * reference.dim()
+    noisy = reference + noise * sigma.to(noise.device).view(view)
+    if noisy.device.type == "cuda":
+        scaled = noisy.float() * (1.0 / denominator).to(noisy.device).view(view)
+    else:
+        scaled = noisy.float() / denominator.to(noisy.device).view(view)
+    return scaled.to(reference.dtype).flatten(0, 1)
