@@ -145,10 +145,12 @@ class ImeshPipeline:
             )
         return self._reconstructor
 
-    def load(self) -> None:
-        """Load (and fetch if needed) every model now rather than on the first image."""
+    def load(self) -> bool:
+        """Load (and fetch if needed) every model now rather than on the first image; True if anything was loaded."""
+        loaded = self._multiview is None or self._reconstructor is None
         self.multiview_pipeline
         self.reconstructor
+        return loaded
 
     # ------------------------------------------------------------------ stages
     @contextlib.contextmanager

@@ -145,7 +145,9 @@ class BatchRunner:
         pipe = self.pipe
         seed = pipe.seed_for(item.name)
         outcome = ItemOutcome(item, output, "ok", seed=seed, timings={"prepare": front.seconds})
-        pipe.load()
+        t = time.perf_counter()
+        if pipe.load():  # the first image of a process pays for loading the models
+            outcome.timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
         grid = pipe.generate_views(front.prepared.image, seed)
         pipe._sync()
