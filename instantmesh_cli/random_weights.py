@@ -31,20 +31,6 @@ RANDOM_REVISION = "0" * 40
 BENCH_SEMI_AXES = (0.8, 0.7, 0.75)  # model x, y, z: fills the box like a typical object
 MARKER = "imesh-random-weights.json"
 
-_SCHEDULER = {
-    "_class_name": "EulerAncestralDiscreteScheduler",
-    "beta_end": 0.012,
-    "beta_schedule": "linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "timestep_spacing": "linspace",
-    "trained_betas": None,
-}
 _CLIP_PREPROCESSOR = {
     "crop_size": {"height": 224, "width": 224},
     "do_center_crop": True,
@@ -115,6 +101,7 @@ def _write_zero123plus(repo: Path, instantmesh: Path, device: str) -> None:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from instantmesh_cli.multiview.loading import (
+        ZERO123PLUS_SCHEDULER_CONFIG,
         ZERO123PLUS_TEXT_CONFIG,
         ZERO123PLUS_UNET_CONFIG,
         ZERO123PLUS_VAE_CONFIG,
@@ -137,7 +124,7 @@ def _write_zero123plus(repo: Path, instantmesh: Path, device: str) -> None:
         "vae": ["diffusers", "AutoencoderKL"],
         "vision_encoder": ["transformers", "CLIPVisionModelWithProjection"],
     })
-    _json(repo / "scheduler" / "scheduler_config.json", _SCHEDULER)
+    _json(repo / "scheduler" / "scheduler_config.json", ZERO123PLUS_SCHEDULER_CONFIG)
     _json(repo / "feature_extractor_clip" / "preprocessor_config.json", _CLIP_PREPROCESSOR)
     _json(repo / "feature_extractor_vae" / "preprocessor_config.json", _VAE_PREPROCESSOR)
     tok = repo / "tokenizer"

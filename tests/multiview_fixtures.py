@@ -22,26 +22,14 @@ from pathlib import Path
 
 import torch
 
+from instantmesh_cli.multiview.loading import ZERO123PLUS_SCHEDULER_CONFIG
+
 TEXT_WIDTH = 32
 CLIP_SIZE = 32  # CLIP feature-extractor crop (real: 224)
 VAE_SIZE = 64  # VAE feature-extractor crop (real: 512) -> 8x8 reference latent
 GRID_W, GRID_H = 128, 192  # small output grid for library tests: 2 x 3 tiles of 64 px
 
-SCHEDULER_CONFIG = {
-    "_class_name": "EulerAncestralDiscreteScheduler",
-    "_diffusers_version": "0.20.0.dev0",
-    "beta_end": 0.012,
-    "beta_schedule": "linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "timestep_spacing": "linspace",
-    "trained_betas": None,
-}
+SCHEDULER_CONFIG = {**ZERO123PLUS_SCHEDULER_CONFIG, "_diffusers_version": "0.20.0.dev0"}
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -19,6 +21,21 @@ def error_line(message: str) -> None:
 def warn_line(message: str) -> None:
     sys.stderr.write(f"imesh: warning: {message}\n")
     sys.stderr.flush()
+
+
+def ensure_writable(path: Path) -> None:
+    """Fail before any work when ``path`` cannot be written: its first existing ancestor must be a writable folder."""
+    from instantmesh_cli.errors import ImeshError
+
+    existing = path.parent if str(path.parent) else Path(".")
+    while not existing.exists():  # the first existing ancestor decides whether we can create the rest
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ImeshError(f"cannot write {path}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ImeshError(f"cannot write {path}: {existing} is not writable")
+    if path.is_dir():
+        raise ImeshError(f"cannot write {path}: it is a folder")
 
 
 def check_texture_options(texture_size: int, refine_steps: int, target_faces: int | None, uv: str | None) -> None:

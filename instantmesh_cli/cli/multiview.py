@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import SCHEDULER_NAMES, check_sampling_options, console
+from instantmesh_cli.cli.common import SCHEDULER_NAMES, check_sampling_options, console, ensure_writable
 from instantmesh_cli.errors import ImeshError, UsageError
 from instantmesh_cli.images import DEFAULT_MATTING_MODEL
 from instantmesh_cli.settings import DEFAULT_FOREGROUND_RATIO, DEFAULT_GUIDANCE, DEFAULT_SEED
@@ -26,11 +26,7 @@ def resolve_grid_output(output: str, input_name: str) -> Path:
         path = path / f"{stem}_views.png"
     if path.suffix.lower() != ".png":
         raise UsageError(f"output {output} must be a .png file")
-    existing = path.parent if str(path.parent) else Path(".")
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ImeshError(f"cannot write {path}: {existing} is not a writable folder")
+    ensure_writable(path)
     return path
 
 

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import console
+from instantmesh_cli.cli.common import console, ensure_writable
 from instantmesh_cli.errors import ImeshError, UsageError
 from instantmesh_cli.images import DEFAULT_MATTING_MODEL
 from instantmesh_cli.settings import DEFAULT_FOREGROUND_RATIO
@@ -30,16 +30,7 @@ def resolve_output(output: str, input_name: str) -> Path | None:
         path = path / f"{stem}.png"
     if path.suffix.lower() != ".png":
         raise UsageError(f"output {output} must be a .png file (the cut-out is an RGBA PNG)")
-    parent = path.parent if str(path.parent) else Path(".")
-    existing = parent
-    while not existing.exists():  # the first existing ancestor decides whether we can create it
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ImeshError(f"cannot write {path}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ImeshError(f"cannot write {path}: {existing} is not writable")
-    if path.is_dir():
-        raise ImeshError(f"cannot write {path}: it is a folder")
+    ensure_writable(path)
     return path
 
 

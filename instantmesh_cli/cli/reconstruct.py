@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import check_texture_options, console, warn_line
+from instantmesh_cli.cli.common import check_texture_options, console, ensure_writable, warn_line
 from instantmesh_cli.errors import ImeshError, UsageError
 from instantmesh_cli.settings import DEFAULT_REFINE_STEPS, DEFAULT_TEXTURE_SIZE, DEFAULT_VARIANT
 
@@ -39,11 +39,7 @@ def resolve_mesh_output(output: str, fmt: str | None, stem: str) -> tuple[Path |
     else:
         fmt = fmt or "glb"
         path = path.with_name(f"{path.name}.{fmt}")
-    existing = path.parent if str(path.parent) else Path(".")
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ImeshError(f"cannot write {path}: {existing} is not a writable folder")
+    ensure_writable(path)
     return path, fmt
 
 

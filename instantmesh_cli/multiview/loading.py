@@ -64,6 +64,23 @@ ZERO123PLUS_UNET_CONFIG: dict[str, Any] = {
 }
 ZERO123PLUS_UNET_PARAMETERS = 865_910_724
 
+# The released scheduler config (reference/zero123plus.md §1). Loading reads the
+# snapshot's own file; random-weight benchmarks and tests write this one.
+ZERO123PLUS_SCHEDULER_CONFIG: dict[str, Any] = {
+    "_class_name": "EulerAncestralDiscreteScheduler",
+    "beta_end": 0.012,
+    "beta_schedule": "linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction",
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "linspace",
+    "trained_betas": None,
+}
+
 # The other released parts, for full-size random-weight benchmarks (parameter
 # counts from the v1.2 module dump: VAE 83,653,863; text 340,387,840; vision 632,076,800).
 ZERO123PLUS_VAE_CONFIG: dict[str, Any] = {
