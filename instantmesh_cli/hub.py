@@ -38,14 +38,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from instantmesh_cli import settings
 from instantmesh_cli.errors import WeightsError
 from instantmesh_cli.settings import HubFile
-
-if TYPE_CHECKING:
-    import torch
+from instantmesh_cli.weights_format import load_state_dict, save_safetensors, tensor_dict, torch_load_weights_only
 
 __all__ = [
     "FetchResult",
@@ -619,60 +617,6 @@ def _content_key(path: Path, hub_file: HubFile) -> str:
     return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
 
 
-def _torch_load_weights_only(path: Path) -> object:
-    import pickle
-
-    import torch
-
-    try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"refusing to load {path.name}: it holds more than plain tensors ({first})",
-                           hint="only weights_only-safe checkpoints are accepted") from None
-    except Exception as exc:  # noqa: BLE001 - the unpickler fails in many ways on junk input
-        raise WeightsError(f"{path.name} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
-                           .splitlines()[0], hint="delete it and fetch it again") from None
-
-
-def _tensor_dict(obj: object, name: str) -> dict[str, "torch.Tensor"]:
-    import torch
-
-    # Lightning checkpoints keep the weights under "state_dict"; the original key
-    # names (e.g. "lrm_generator.…") are kept as they are.
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not obj:
-        raise WeightsError(f"{name} does not hold a state dict")
-    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise WeightsError(f"{name} holds non-tensor entries (e.g. {bad[0]!r})")
-    return obj  # type: ignore[return-value]
-
-
-def _save_safetensors(tensors: dict[str, "torch.Tensor"], target: Path, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    from instantmesh_cli.fileio import atomic_path
-
-    # safetensors refuses tensors that share memory (tied weights, views): give
-    # each its own contiguous copy where needed.
-    seen: set[int] = set()
-    flat: dict[str, "torch.Tensor"] = {}
-    for key, t in tensors.items():
-        ptr = t.untyped_storage().data_ptr()
-        shared = ptr in seen or t.untyped_storage().nbytes() != t.numel() * t.element_size()
-        seen.add(ptr)
-        flat[key] = t.clone() if shared else t.contiguous()
-    with atomic_path(target) as tmp:
-        save_file(flat, str(tmp), metadata=metadata)
-
-
 def weights_file(hub_file: HubFile, *, offline: bool | None = None,
                  weights_dir: str | os.PathLike[str] | None = None,
                  progress: Progress | None = None) -> Path:
@@ -694,30 +638,13 @@ def weights_file(hub_file: HubFile, *, offline: bool | None = None,
     with _locked(target):
         if target.is_file():
             return target
-        tensors = _tensor_dict(_torch_load_weights_only(path), hub_file.filename)
-        _save_safetensors(tensors, target, {
+        tensors = tensor_dict(torch_load_weights_only(path), hub_file.filename)
+        save_safetensors(tensors, target, {
             "format": "pt",
             "source": f"{hub_file.repo_id}/{hub_file.filename}@{hub_file.revision}",
             "source_id": key,
         })
     return target
-
-
-def load_state_dict(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, "torch.Tensor"]:
-    """All tensors of a safetensors file, memory-mapped (read lazily from the page cache)."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            return {key: f.get_tensor(key) for key in f.keys()}
-    except FileNotFoundError:
-        raise WeightsError(f"weights file {path} does not exist") from None
-    except Exception as exc:  # safetensors raises its own SafetensorError for bad headers
-        if type(exc).__name__ in ("SafetensorError", "HeaderTooLarge", "InvalidHeaderDeserialization"):
-            raise WeightsError(f"{path.name} is not a valid safetensors file ({exc})",
-                               hint="delete it; it is recreated on the next run") from None
-        raise
 
 
 def present(files: Iterable[HubFile], *, weights_dir: str | os.PathLike[str] | None = None

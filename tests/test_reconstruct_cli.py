@@ -8,8 +8,6 @@ checkable: glTF X = model y, Y = model z (up), Z = model x (towards the input vi
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
