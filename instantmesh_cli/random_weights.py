@@ -56,6 +56,11 @@ _SPECIAL = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_t
 _VOCAB = {"!": 0, "<|startoftext|>": 49406, "<|endoftext|>": 49407}
 
 
+def stand_in_ramp() -> list[float]:
+    """77 ramping coefficients shaped like the released ones (small at the start, ~1.2 at the end)."""
+    return [round(0.003 + 1.195 * (i / 76) ** 1.5, 6) for i in range(77)]
+
+
 def env_overrides() -> dict[str, str]:
     """Environment that points the registry at the random files (for this process and children)."""
     return {
@@ -101,6 +106,7 @@ def _write_zero123plus(repo: Path, instantmesh: Path, device: str) -> None:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from instantmesh_cli.multiview.loading import (
+        ZERO123PLUS_COMPONENTS,
         ZERO123PLUS_SCHEDULER_CONFIG,
         ZERO123PLUS_TEXT_CONFIG,
         ZERO123PLUS_UNET_CONFIG,
@@ -110,19 +116,8 @@ def _write_zero123plus(repo: Path, instantmesh: Path, device: str) -> None:
 
     if (repo / "vision_encoder" / "model.safetensors").exists() and (instantmesh / settings.WHITE_UNET_FILE).exists():
         return
-    ramp = [round(0.003 + 1.195 * (i / 76) ** 1.5, 6) for i in range(77)]  # shaped like the released ramp
     _json(repo / "model_index.json", {
-        "_class_name": "Zero123PlusPipeline",
-        "feature_extractor_clip": ["transformers", "CLIPImageProcessor"],
-        "feature_extractor_vae": ["transformers", "CLIPImageProcessor"],
-        "ramping_coefficients": ramp,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", "EulerAncestralDiscreteScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-        "vision_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+        "_class_name": "Zero123PlusPipeline", **ZERO123PLUS_COMPONENTS, "ramping_coefficients": stand_in_ramp(),
     })
     _json(repo / "scheduler" / "scheduler_config.json", ZERO123PLUS_SCHEDULER_CONFIG)
     _json(repo / "feature_extractor_clip" / "preprocessor_config.json", _CLIP_PREPROCESSOR)

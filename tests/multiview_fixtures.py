@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from instantmesh_cli.multiview.loading import ZERO123PLUS_SCHEDULER_CONFIG
+from instantmesh_cli.multiview.loading import ZERO123PLUS_COMPONENTS, ZERO123PLUS_SCHEDULER_CONFIG
+from instantmesh_cli.random_weights import stand_in_ramp
 
 TEXT_WIDTH = 32
 CLIP_SIZE = 32  # CLIP feature-extractor crop (real: 224)
@@ -73,7 +74,7 @@ MERGES = "#version: 0.2\na b</w>\n"
 
 def ramping_coefficients() -> list[float]:
     """77 values shaped like the real ones (small at the start, ~1.2 at the end)."""
-    return [round(0.003 + 1.195 * (i / 76) ** 1.5, 6) for i in range(77)]
+    return stand_in_ramp()
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -100,16 +101,8 @@ def make_tiny_zero123plus(folder: Path, seed: int = 0) -> Path:
         {
             "_class_name": ["pipeline", "Zero123PlusPipeline"],
             "_diffusers_version": "0.20.0.dev0",
-            "feature_extractor_clip": ["transformers", "CLIPImageProcessor"],
-            "feature_extractor_vae": ["transformers", "CLIPImageProcessor"],
+            **ZERO123PLUS_COMPONENTS,
             "ramping_coefficients": ramping_coefficients(),
-            "safety_checker": [None, None],
-            "scheduler": ["diffusers", "EulerAncestralDiscreteScheduler"],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
-            "vision_encoder": ["transformers", "CLIPVisionModelWithProjection"],
         },
     )
     _write_json(folder / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)

@@ -38,6 +38,20 @@ def ensure_writable(path: Path) -> None:
         raise ImeshError(f"cannot write {path}: it is a folder")
 
 
+def png_output(output: str, input_name: str, *, stem_suffix: str = "", what: str = "") -> Path:
+    """The PNG a command writes, checked before any work: ``-o file.png``, or ``-o DIR/`` → ``DIR/<stem><stem_suffix>.png``."""
+    from instantmesh_cli.errors import UsageError
+
+    path = Path(output)
+    if output.endswith(("/", os.sep)) or path.is_dir():
+        stem = Path(input_name).stem if input_name != "-" else "stdin"
+        path = path / f"{stem}{stem_suffix}.png"
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"output {output} must be a .png file{what}")
+    ensure_writable(path)
+    return path
+
+
 def check_texture_options(texture_size: int, refine_steps: int, target_faces: int | None, uv: str | None) -> None:
     """Range checks shared by every command that bakes textures (usage errors, exit 2)."""
     from instantmesh_cli.errors import UsageError

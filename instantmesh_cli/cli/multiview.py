@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -11,8 +10,8 @@ from typing import Optional
 import typer
 
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import SCHEDULER_NAMES, check_sampling_options, console, ensure_writable
-from instantmesh_cli.errors import ImeshError, UsageError
+from instantmesh_cli.cli.common import SCHEDULER_NAMES, check_sampling_options, console, png_output
+from instantmesh_cli.errors import ImeshError
 from instantmesh_cli.images import DEFAULT_MATTING_MODEL
 from instantmesh_cli.settings import DEFAULT_FOREGROUND_RATIO, DEFAULT_GUIDANCE, DEFAULT_SEED
 
@@ -20,14 +19,7 @@ from instantmesh_cli.settings import DEFAULT_FOREGROUND_RATIO, DEFAULT_GUIDANCE,
 
 def resolve_grid_output(output: str, input_name: str) -> Path:
     """The grid PNG to write, checked before any work: ``-o views.png`` or ``-o DIR/`` (→ DIR/<stem>_views.png)."""
-    path = Path(output)
-    if output.endswith(("/", os.sep)) or path.is_dir():
-        stem = Path(input_name).stem if input_name != "-" else "stdin"
-        path = path / f"{stem}_views.png"
-    if path.suffix.lower() != ".png":
-        raise UsageError(f"output {output} must be a .png file")
-    ensure_writable(path)
-    return path
+    return png_output(output, input_name, stem_suffix="_views")
 
 
 def _save_png(image, target: Path) -> None:

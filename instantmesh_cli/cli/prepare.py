@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -10,7 +9,7 @@ from typing import Optional
 import typer
 
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import console, ensure_writable
+from instantmesh_cli.cli.common import console, png_output
 from instantmesh_cli.errors import ImeshError, UsageError
 from instantmesh_cli.images import DEFAULT_MATTING_MODEL
 from instantmesh_cli.settings import DEFAULT_FOREGROUND_RATIO
@@ -24,14 +23,7 @@ def resolve_output(output: str, input_name: str) -> Path | None:
     """
     if output == "-":
         return None
-    path = Path(output)
-    if output.endswith(("/", os.sep)) or path.is_dir():
-        stem = Path(input_name).stem if input_name != "-" else "stdin"
-        path = path / f"{stem}.png"
-    if path.suffix.lower() != ".png":
-        raise UsageError(f"output {output} must be a .png file (the cut-out is an RGBA PNG)")
-    ensure_writable(path)
-    return path
+    return png_output(output, input_name, what=" (the cut-out is an RGBA PNG)")
 
 
 @app.command()

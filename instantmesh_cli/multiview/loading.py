@@ -64,6 +64,20 @@ ZERO123PLUS_UNET_CONFIG: dict[str, Any] = {
 }
 ZERO123PLUS_UNET_PARAMETERS = 865_910_724
 
+# The component table of the released model_index.json (its ramping_coefficients are
+# read from the snapshot); random-weight benchmarks and tests write it with stand-in values.
+ZERO123PLUS_COMPONENTS: dict[str, Any] = {
+    "feature_extractor_clip": ["transformers", "CLIPImageProcessor"],
+    "feature_extractor_vae": ["transformers", "CLIPImageProcessor"],
+    "safety_checker": [None, None],
+    "scheduler": ["diffusers", "EulerAncestralDiscreteScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+    "vision_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+}
+
 # The released scheduler config (reference/zero123plus.md §1). Loading reads the
 # snapshot's own file; random-weight benchmarks and tests write this one.
 ZERO123PLUS_SCHEDULER_CONFIG: dict[str, Any] = {
