@@ -238,7 +238,9 @@ class ImeshPipeline:
             prepared = self.prepare(image, name)
         # Loading is timed apart so that per-image stage times stay comparable in a batch.
         with self._timed(timings, "load"):
-            self.load()
+            loaded = self.load()
+        if not loaded:  # models already resident: no load time to report
+            timings.pop("load")
         with self._timed(timings, "multiview"):
             grid = self.generate_views(prepared.image, seed)
         with self._timed(timings, "reconstruct"):
@@ -249,6 +251,4 @@ class ImeshPipeline:
             with self._timed(timings, "texture"):
                 mesh, report = self.texture(mesh, recon.planes, images)
             psnr_before, psnr_after = report.psnr_before, report.psnr_after
-        if timings.get("load", 0.0) < 1e-3:
-            timings.pop("load", None)
         return GenerateResult(name, seed, mesh, prepared.image, grid, timings, psnr_before, psnr_after)
