@@ -210,3 +210,15 @@ def test_multiview_command_gives_the_views_generate_uses(served, tmp_path, capsy
     a = np.asarray(Image.open(tmp_path / "toy_views.png"))
     b = np.asarray(Image.open(tmp_path / "grid.png"))
     assert np.array_equal(a, b)
+
+
+def test_python_api_run(served, tmp_path):
+    from instantmesh_cli.pipeline import ImeshPipeline, PipelineOptions
+
+    pipe = ImeshPipeline(PipelineOptions(steps=1, device="cpu", texture_size=64, refine_steps=2))
+    image = Image.open(photo(tmp_path / "api.png"))
+    first = pipe.run(image, name="api.png")
+    assert "load" in first.timings and first.mesh.is_textured and first.psnr_after is not None
+    second = pipe.run(image, name="api.png")
+    assert "load" not in second.timings  # models stay loaded
+    assert second.seed == first.seed and np.array_equal(np.asarray(second.views), np.asarray(first.views))
