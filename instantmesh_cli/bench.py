@@ -23,7 +23,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from instantmesh_cli.pipeline import ImeshPipeline, PipelineOptions
+from instantmesh_cli.chain.job import Job, JobInput, JobOutputs
+from instantmesh_cli.chain.models import Models
+from instantmesh_cli.chain.options import PipelineOptions
+from instantmesh_cli.chain.run import BatchRunner, run_job
+from instantmesh_cli.chain.stages import PHOTO_TO_MESH
+from instantmesh_cli.device import device_name
+from instantmesh_cli.timing import StageTimer
 
 # Stage rows in report order: (key, label).
 STAGE_ROWS = (
@@ -117,74 +123,41 @@ class BenchReport:
         return asdict(self)
 
 
-class _Meter:
-    """Synchronised wall time and peak device memory of named stages."""
-
-    def __init__(self, device):
-        import torch
-
-        self.device = device
-        self.cuda = device.type == "cuda"
-        self.torch = torch
-
-    def sync(self) -> None:
-        if self.cuda:
-            self.torch.cuda.synchronize(self.device)
-
-    @contextlib.contextmanager
-    def stage(self, measure: RunMeasure, name: str) -> Iterator[None]:
-        self.sync()
-        if self.cuda:
-            self.torch.cuda.reset_peak_memory_stats(self.device)
-        start = time.perf_counter()
-        yield
-        self.sync()
-        measure.seconds[name] = measure.seconds.get(name, 0.0) + time.perf_counter() - start
-        if self.cuda:
-            measure.peak_gib[name] = self.torch.cuda.max_memory_allocated(self.device) / 2**30
-
-
-def measure_run(pipe: ImeshPipeline, image, seed: int = 42) -> RunMeasure:
-    """One photo → textured GLB bytes, every stage timed."""
-    from instantmesh_cli.export import encode_glb
-
-    meter = _Meter(pipe.device)
+def measure_run(models: Models, image, seed: int = 42) -> RunMeasure:
+    """One photo → textured GLB file through the chain, every stage and sub-stage timed."""
+    timer = StageTimer(models.device, memory=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Job(name="sample.png", inputs=[JobInput("sample.png", image=image)], seed=seed,
+                  outputs=JobOutputs(mesh=Path(tmp) / "sample.glb"))
+        run_job(models, job, PHOTO_TO_MESH, timer)
+    if job.status != "ok":
+        raise RuntimeError(f"bench run failed: {job.error}")
     m = RunMeasure()
-    with meter.stage(m, "prepare"):
-        prepared = pipe.prepare(image, "sample.png")
-    with meter.stage(m, "multiview"):
-        grid = pipe.generate_views(prepared.image, seed)
-    with meter.stage(m, "reconstruct"):
-        recon, images = pipe.reconstruct(grid)
-    reconstruct_total = m.seconds.pop("reconstruct")
+    t, peaks = job.timings, timer.peaks_gib
+    m.seconds["prepare"] = t.get("read", 0.0) + t["prepare"]
+    m.seconds["multiview"] = t["multiview"]
+    # The reconstruct stage in its parts; what the parts do not cover (input conversion) counts as planes.
+    recon = job.reconstruction
     for key in ("planes", "surface", "cleanup"):
         m.seconds[key] = recon.timings.get(key, 0.0)
-    m.seconds["planes"] += reconstruct_total - sum(recon.timings.values())  # input conversion
-    m.peak_gib.update({k: m.peak_gib.get("reconstruct", 0.0) for k in ("planes", "surface", "cleanup")})
-    m.peak_gib.pop("reconstruct", None)
+        m.peak_gib[key] = peaks.get("reconstruct", 0.0)
+    m.seconds["planes"] += t["reconstruct"] - sum(recon.timings.values())
     m.faces_extracted = recon.mesh.num_faces
-    mesh = recon.mesh
-    if pipe.runs_texture_stage:
-        with meter.stage(m, "texture"):
-            mesh, report = pipe.texture(recon.mesh, recon.planes, images)
-        texture_total = m.seconds.pop("texture")
+    report = job.texture_report
+    if report is not None:
         parts = {
             "refine": report.timings.get("refine", 0.0) + report.timings.get("refine_setup", 0.0),
             "decimate": report.timings.get("decimate", 0.0),
             "uv": report.timings.get("uv", 0.0),
-            "bake": report.timings.get("bake", 0.0),
+            "bake": report.timings.get("bake", 0.0) + report.timings.get("vertex_colors", 0.0),
         }
-        parts["bake"] += texture_total - sum(parts.values())  # what is left: glue between parts
+        parts["bake"] += t["texture"] - sum(parts.values())  # what is left: glue between parts
         m.seconds.update(parts)
-        peak = m.peak_gib.pop("texture", 0.0)
-        m.peak_gib.update({k: peak for k in parts})
+        m.peak_gib.update({k: peaks.get("texture", 0.0) for k in parts})
         m.psnr_before, m.psnr_after = report.psnr_before, report.psnr_after
-    m.faces_textured = mesh.num_faces
-    with meter.stage(m, "export"):
-        data = encode_glb(mesh)
-        with tempfile.NamedTemporaryFile(suffix=".glb") as fh:
-            fh.write(data)
-            fh.flush()
+    m.faces_textured = job.mesh.num_faces
+    m.seconds["export"] = t["export"]
+    m.peak_gib["multiview"] = peaks.get("multiview", 0.0)
     return m
 
 
@@ -195,12 +168,12 @@ def _median_run(measures: list[RunMeasure]) -> tuple[dict[str, float], dict[str,
     return seconds, peaks
 
 
-def _free(pipe: ImeshPipeline | None) -> None:
+def _free(models: Models | None) -> None:
     import gc
 
     import torch
 
-    del pipe
+    del models
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -249,19 +222,17 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
         weights_dir=weights_dir, offline=offline,
     )
     with _environment(env):
-        pipe = ImeshPipeline(fast, progress=None)
-        device = pipe.device
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        models = Models(fast)
+        device = models.device
+        name = device_name(device)
         log(f"loading models on {name}")
-        t = time.perf_counter()
-        pipe.load()
-        load_s = time.perf_counter() - t
+        load_s = models.load()
         log("warm-up run")
-        measure_run(pipe, image)
+        measure_run(models, image)
         measures = []
         for i in range(max(1, opts.repeat)):
             log(f"run {i + 1}/{max(1, opts.repeat)}")
-            measures.append(measure_run(pipe, image))
+            measures.append(measure_run(models, image))
         stages, peaks = _median_run(measures)
         overall_peak = max(peaks.values()) if peaks else None
         report = BenchReport(
@@ -270,7 +241,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
             weights="random (full size)" if opts.random_weights else "released",
             settings={
                 "model": opts.model, "steps": opts.steps or 75, "scheduler": opts.scheduler, "views": 6,
-                "dtype": str(pipe.dtype).replace("torch.", ""), "texture_size": opts.texture_size,
+                "dtype": str(models.dtype).replace("torch.", ""), "texture_size": opts.texture_size,
                 "refine_steps": opts.refine_steps, "compile": opts.compile,
             },
             stages=stages, stage_peaks_gib=peaks, total_s=sum(stages.values()), peak_gib=overall_peak,
@@ -279,13 +250,13 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
             psnr_after=measures[-1].psnr_after, load_s=load_s, notes=notes,
         )
         if opts.batch > 0:
-            report.batch = _batch_throughput(pipe, image, opts.batch, log)
-        _free(pipe)
-        pipe = None
+            report.batch = _batch_throughput(models, image, opts.batch, log)
+        _free(models)
+        models = None
         if opts.baseline:
             log("baseline: fp32, eager, every FlexiCubes cube")
             plain = replace(fast, dtype="fp32", compile=False, surface_only=False)
-            base = ImeshPipeline(plain)
+            base = Models(plain)
             base.load()
             measure_run(base, image)  # warm-up
             m = measure_run(base, image)
@@ -299,28 +270,30 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
     return report
 
 
-def _batch_throughput(pipe: ImeshPipeline, image, n: int, log: Callable[[str], None]) -> dict[str, float]:
-    """Images per minute for ``n`` images through the batch runner, overlapped and sequential."""
-    from instantmesh_cli.batch import InputItem
-    from instantmesh_cli.runner import BatchRunner
-
+def _batch_throughput(models: Models, image, n: int, log: Callable[[str], None]) -> dict[str, float]:
+    """Images per minute for ``n`` image files through the batch runner, overlapped and sequential."""
     out: dict[str, float] = {"images": float(n)}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        items = []
+        sources = []
         for i in range(n):
             path = folder / f"sample_{i:03d}.png"
             image.save(path)
-            items.append(InputItem(path=path, name=str(path), stem=path.stem))
+            sources.append(path)
         for mode, overlap in (("overlapped", True), ("sequential", False)):
             log(f"batch of {n}, {mode}")
-            outputs = [folder / mode / f"{item.stem}.glb" for item in items]
+            jobs = [
+                Job(name=p.name, inputs=[JobInput(p.name, path=p)], seed=i,
+                    outputs=JobOutputs(mesh=folder / mode / f"{p.stem}.glb"))
+                for i, p in enumerate(sources)
+            ]
+            done: list[Job] = []
             start = time.perf_counter()
-            results = list(BatchRunner(pipe, items, outputs, "glb", overlap=overlap))
+            BatchRunner(models, PHOTO_TO_MESH, overlap=overlap).run(jobs, done.append)
             seconds = time.perf_counter() - start
-            failed = [r for r in results if r.status != "ok"]
-            if failed:
-                raise RuntimeError(f"batch run failed: {failed[0].error}")
+            failed = [j for j in done if j.status != "ok"]
+            if failed or len(done) != n:
+                raise RuntimeError(f"batch run failed: {failed[0].error if failed else 'jobs missing'}")
             out[f"{mode}_images_per_min"] = 60.0 * n / seconds
     return out
 

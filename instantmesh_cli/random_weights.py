@@ -152,15 +152,16 @@ def _write_zero123plus(repo: Path, instantmesh: Path, device: str) -> None:
 
 def _write_reconstruction(folder: Path, variant_name: str, seed: int) -> None:
     from instantmesh_cli.reconstruction.synthetic import DINO_PREPROCESSOR, checkpoint_bytes, dino_config_bytes, shape_state
+    from instantmesh_cli.reconstruction.config import variant_config
 
     variant = settings.get_variant(variant_name)
     target = folder / settings.INSTANTMESH_REPO / variant.checkpoint
     if not target.exists():
-        state = shape_state(variant.config, seed, semi_axes=BENCH_SEMI_AXES, branch_scale=0.05, random_surface_heads=True)
+        state = shape_state(variant_config(variant.name), seed, semi_axes=BENCH_SEMI_AXES, branch_scale=0.05, random_surface_heads=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(checkpoint_bytes(state))
         del state
     dino = folder / settings.DINO_REPO
     dino.mkdir(parents=True, exist_ok=True)
-    (dino / "config.json").write_bytes(dino_config_bytes(variant.config))
+    (dino / "config.json").write_bytes(dino_config_bytes(variant_config(variant.name)))
     (dino / "preprocessor_config.json").write_bytes(DINO_PREPROCESSOR)

@@ -10,14 +10,6 @@ import os
 import re
 from dataclasses import dataclass
 
-from instantmesh_cli.reconstruction.config import (
-    INSTANT_MESH_BASE,
-    INSTANT_MESH_LARGE,
-    INSTANT_NERF_BASE,
-    INSTANT_NERF_LARGE,
-    LRMConfig,
-)
-
 INSTANTMESH_REPO = "TencentARC/InstantMesh"
 ZERO123PLUS_REPO = "sudo-ai/zero123plus-v1.2"
 DINO_REPO = "facebook/dino-vitb16"
@@ -25,24 +17,28 @@ DINO_REPO = "facebook/dino-vitb16"
 
 @dataclass(frozen=True)
 class ModelVariant:
-    """A reconstruction model the user can pick with ``--model``."""
+    """A reconstruction model the user can pick with ``--model``.
+
+    Its architecture lives with the model code (``reconstruction.config.VARIANT_CONFIGS``,
+    keyed by ``name``): this registry names files, it builds nothing.
+    """
 
     name: str
-    config: LRMConfig
     checkpoint: str  # file name in INSTANTMESH_REPO
+    kind: str  # "mesh" (FlexiCubes) or "nerf" (marching cubes)
 
     @property
     def uses_flexicubes(self) -> bool:
-        return self.config.kind == "mesh"
+        return self.kind == "mesh"
 
 
 VARIANTS: dict[str, ModelVariant] = {
     v.name: v
     for v in (
-        ModelVariant("instant-mesh-large", INSTANT_MESH_LARGE, "instant_mesh_large.ckpt"),
-        ModelVariant("instant-mesh-base", INSTANT_MESH_BASE, "instant_mesh_base.ckpt"),
-        ModelVariant("instant-nerf-large", INSTANT_NERF_LARGE, "instant_nerf_large.ckpt"),
-        ModelVariant("instant-nerf-base", INSTANT_NERF_BASE, "instant_nerf_base.ckpt"),
+        ModelVariant("instant-mesh-large", "instant_mesh_large.ckpt", "mesh"),
+        ModelVariant("instant-mesh-base", "instant_mesh_base.ckpt", "mesh"),
+        ModelVariant("instant-nerf-large", "instant_nerf_large.ckpt", "nerf"),
+        ModelVariant("instant-nerf-base", "instant_nerf_base.ckpt", "nerf"),
     )
 }
 DEFAULT_VARIANT = "instant-mesh-large"
@@ -64,6 +60,8 @@ DEFAULT_SEED = 42
 DEFAULT_FOREGROUND_RATIO = 0.85
 DEFAULT_TEXTURE_SIZE = 1024
 DEFAULT_REFINE_STEPS = 20
+# rembg's u2net (Apache-2.0); reasons in images.py beside the matting code.
+DEFAULT_MATTING_MODEL = "u2net"
 
 
 # ---------------------------------------------------------------------------

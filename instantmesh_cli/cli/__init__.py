@@ -16,6 +16,7 @@ import typer
 
 from instantmesh_cli.cli.app import app, state
 from instantmesh_cli.cli.common import error_line, warn_line
+from instantmesh_cli.cli.signals import Interrupted, stop_on_signals
 from instantmesh_cli.errors import ImeshError
 
 # Each module registers its command(s) on ``app`` when imported.
@@ -55,12 +56,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code instead of exiting."""
     args = list(sys.argv[1:] if argv is None else argv)
-    state.debug = state.debug or "--debug" in args
+    # --debug is read here, wherever it stands (before or after the command), and removed.
+    options_end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[:options_end]:
+        state.debug = True
+        args = [a for i, a in enumerate(args) if not (a == "--debug" and i < options_end)]
     warnings.showwarning = _show_warning
     try:
-        result = app(args=args, prog_name="imesh", standalone_mode=False)
+        with stop_on_signals():
+            result = app(args=args, prog_name="imesh", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
     except _EXIT as exc:
+        cause = exc.__cause__
+        if isinstance(cause, KeyboardInterrupt):  # Typer turns an interrupt into Exit(130) before we see it
+            error_line("interrupted" + (f" by {cause.signal_name}" if isinstance(cause, Interrupted) else ""))
+            return cause.exit_code if isinstance(cause, Interrupted) else 130
         return exc.exit_code
     except _ABORT:
         error_line("interrupted")
@@ -75,9 +85,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except _CLICK_ERROR as exc:
         error_line(exc.format_message())
         return exc.exit_code
-    except KeyboardInterrupt:
-        error_line("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        error_line("interrupted" + (f" by {exc.signal_name}" if isinstance(exc, Interrupted) else ""))
+        return exc.exit_code if isinstance(exc, Interrupted) else 130
     except ImeshError as exc:
         if state.debug:
             traceback.print_exc()

@@ -23,6 +23,12 @@ def warn_line(message: str) -> None:
     sys.stderr.flush()
 
 
+def write_stdout_bytes(data: bytes) -> None:
+    """Binary data (a GLB, a PNG) on stdout, flushed: the only thing stdout carries then."""
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
 def ensure_writable(path: Path) -> None:
     """Fail before any work when ``path`` cannot be written: its first existing ancestor must be a writable folder."""
     from instantmesh_cli.errors import ImeshError
@@ -50,37 +56,3 @@ def png_output(output: str, input_name: str, *, stem_suffix: str = "", what: str
         raise UsageError(f"output {output} must be a .png file{what}")
     ensure_writable(path)
     return path
-
-
-def check_texture_options(texture_size: int, refine_steps: int, target_faces: int | None, uv: str | None) -> None:
-    """Range checks shared by every command that bakes textures (usage errors, exit 2)."""
-    from instantmesh_cli.errors import UsageError
-
-    if not 64 <= texture_size <= 8192:
-        raise UsageError(f"--texture-size must be between 64 and 8192, got {texture_size}")
-    if refine_steps < 0:
-        raise UsageError(f"--refine-steps must be 0 or more, got {refine_steps}")
-    if target_faces is not None and target_faces != 0 and target_faces < 100:
-        raise UsageError(f"--target-faces must be 0 (keep all) or at least 100, got {target_faces}")
-    if uv is not None and uv not in UV_METHODS:
-        raise UsageError(f"unknown --uv {uv!r}; choose one of: {', '.join(UV_METHODS)}")
-
-
-def check_sampling_options(scheduler: str, steps: int | None, guidance: float, foreground_ratio: float) -> None:
-    """Range checks shared by the commands that run the multi-view diffusion (usage errors, exit 2)."""
-    from instantmesh_cli.errors import UsageError
-
-    if scheduler not in SCHEDULER_NAMES:
-        raise UsageError(f"unknown --scheduler {scheduler!r}; choose one of: {', '.join(SCHEDULER_NAMES)}")
-    if steps is not None and not 1 <= steps <= 1000:
-        raise UsageError(f"--steps must be between 1 and 1000, got {steps}")
-    if not 0.0 <= guidance <= 100.0:
-        raise UsageError(f"--guidance must be between 0 and 100, got {guidance}")
-    if not 0.0 < foreground_ratio <= 1.0:
-        raise UsageError(f"--foreground-ratio must be in (0, 1], got {foreground_ratio}")
-
-
-# These mirror instantmesh_cli.texture.uv.UV_METHODS and multiview.schedulers.SAMPLERS
-# without importing numpy/torch at start-up (tests/test_cli.py checks that they agree).
-UV_METHODS = ("box", "xatlas")
-SCHEDULER_NAMES = ("euler-a", "dpm++2m", "unipc")

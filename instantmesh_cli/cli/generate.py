@@ -2,121 +2,94 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from instantmesh_cli import settings
+from instantmesh_cli.cli import options as opt
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import check_sampling_options, check_texture_options
+from instantmesh_cli.cli.common import write_stdout_bytes
 from instantmesh_cli.errors import UsageError
 
-FORMATS = ("glb", "obj", "ply")
+D = opt.DEFAULTS
 
 
-@app.command()
+def _read_list(from_list: str, inputs: list[str]) -> list[str]:
+    from instantmesh_cli.inputs import read_list
+
+    if from_list == "-":
+        if "-" in inputs:
+            raise UsageError("stdin cannot carry both a path list and image bytes")
+        return read_list(sys.stdin)
+    try:
+        with open(from_list, encoding="utf-8") as fh:
+            return read_list(fh)
+    except OSError as exc:
+        raise UsageError(f"cannot read --from-list {from_list}: {exc.strerror or exc}") from None
+
+
+@app.command(epilog=(
+    "Examples:\n\n"
+    "  imesh generate photo.png -o photo.glb\n\n"
+    "  imesh generate photos/ -o meshes/ --json --skip-existing\n\n"
+    "  find shots -name '*.jpg' | imesh generate --from-list - -o out/"
+))
 def generate(
-    inputs: List[str] = typer.Argument(
-        None, help="Images, folders or glob patterns; '-' alone reads one image's bytes from stdin."
-    ),
-    output: str = typer.Option(..., "-o", "--output", help="out.glb (one input), DIR/ (any number), or - (GLB to stdout)."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Look for images in sub-folders too."),
-    from_list: Optional[str] = typer.Option(None, "--from-list", metavar="FILE", help="Read input paths from FILE ('-' = stdin), one per line."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="glb, obj or ply (default: from -o, else glb)."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output already exists (resume a batch)."),
-    json_lines: bool = typer.Option(False, "--json", help="One JSON object per input on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still shown)."),
-    save_views: bool = typer.Option(False, "--save-views", help="Also write the six-view grid as {stem}_views.png."),
-    save_cutout: bool = typer.Option(False, "--save-cutout", help="Also write the cut-out as {stem}_cutout.png."),
-    model: str = typer.Option(settings.DEFAULT_VARIANT, "--model", "-m", help=f"One of: {', '.join(settings.VARIANTS)}."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion steps (default: 75 for euler-a)."),
-    guidance: float = typer.Option(settings.DEFAULT_GUIDANCE, "--guidance", help="Classifier-free guidance scale."),
-    seed: int = typer.Option(settings.DEFAULT_SEED, "--seed", help="Run seed; each image's seed is derived from it and the file name."),
-    scheduler: str = typer.Option("euler-a", "--scheduler", help="Diffusion sampler: euler-a (75 steps), dpm++2m (25) or unipc (20)."),
-    views: int = typer.Option(6, "--views", help="Views fed to the reconstruction model: 6 or 4."),
-    scale: float = typer.Option(1.0, "--scale", help="Camera distance factor; < 1 shrinks objects that come out cropped."),
-    no_rembg: bool = typer.Option(False, "--no-rembg", help="Never remove the background (automatic when the image has real alpha)."),
-    matting: Optional[str] = typer.Option(None, "--matting", metavar="MODEL", help="rembg model for background removal."),
-    foreground_ratio: float = typer.Option(settings.DEFAULT_FOREGROUND_RATIO, "--foreground-ratio", help="Object size in the condition image, (0, 1]."),
-    texture: bool = typer.Option(True, "--texture/--no-texture", help="Bake a UV texture (default) or keep vertex colours."),
-    texture_size: int = typer.Option(settings.DEFAULT_TEXTURE_SIZE, "--texture-size", help="Texture width and height in pixels."),
-    refine_texture: bool = typer.Option(True, "--refine-texture/--no-refine-texture", help="Fit the colours to the six views before baking."),
-    refine_steps: int = typer.Option(settings.DEFAULT_REFINE_STEPS, "--refine-steps", help="Texture refinement steps."),
-    target_faces: Optional[int] = typer.Option(None, "--target-faces", help="Faces kept for the UV atlas (default 40000; 0 keeps all)."),
-    uv: Optional[str] = typer.Option(None, "--uv", help="UV unwrapping: box (fast, default) or xatlas (fewer seams, ~1-2 s)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (fp16 on CUDA, fp32 on CPU), fp16, bf16 or fp32."),
-    low_vram: bool = typer.Option(False, "--low-vram", help="Keep only the model part in use on the GPU."),
-    offline: bool = typer.Option(False, "--offline", help="Never touch the network."),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", file_okay=False, help="Folder made by `imesh download --to`."),
-    overlap: bool = typer.Option(True, "--overlap/--no-overlap", help="Overlap CPU work of neighbouring images with the GPU."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the diffusion UNet (pays off for large batches)."),
+    inputs: opt.Inputs = None,
+    output: opt.MeshOutput = ...,
+    fmt: opt.Format = None,
+    recursive: opt.Recursive = False,
+    from_list: opt.FromList = None,
+    skip_existing: opt.SkipExisting = False,
+    save_views: opt.SaveViews = False,
+    save_cutout: opt.SaveCutout = False,
+    json_lines: opt.Json = False,
+    quiet: opt.Quiet = False,
+    seed: opt.Seed = D.seed,
+    steps: opt.Steps = D.steps,
+    guidance: opt.Guidance = D.guidance,
+    scheduler: opt.Scheduler = D.scheduler,
+    no_rembg: opt.NoRembg = False,
+    matting: opt.Matting = D.matting_model,
+    foreground_ratio: opt.ForegroundRatio = D.foreground_ratio,
+    model: opt.Model = D.model,
+    views: opt.Views = D.views,
+    scale: opt.Scale = D.scale,
+    texture: opt.Texture = D.texture,
+    texture_size: opt.TextureSize = D.texture_size,
+    refine_texture: opt.RefineTexture = D.refine_texture,
+    refine_steps: opt.RefineSteps = D.refine_steps,
+    target_faces: opt.TargetFaces = D.target_faces,
+    uv: opt.Uv = D.uv_method,
+    device: opt.Device = D.device,
+    dtype: opt.Dtype = D.dtype,
+    low_vram: opt.LowVram = D.low_vram,
+    compile: opt.Compile = D.compile,
+    overlap: opt.Overlap = True,
+    offline: opt.Offline = False,
+    weights_dir: opt.WeightsDir = None,
 ) -> None:
     """Turn photos into textured meshes (the whole chain)."""
-    from instantmesh_cli.batch import expand_inputs, plan_outputs, read_list
+    from instantmesh_cli.cli.batch import run_photo_batch
+    from instantmesh_cli.inputs import expand_inputs, plan_outputs
 
-    check_sampling_options(scheduler, steps, guidance, foreground_ratio)
-    if not scale > 0:
-        raise UsageError(f"--scale must be positive, got {scale}")
-    check_texture_options(texture_size, refine_steps, target_faces, uv)
-    listed: list[str] = []
-    if from_list is not None:
-        if from_list == "-":
-            if inputs and "-" in inputs:
-                raise UsageError("stdin cannot carry both a path list and image bytes")
-            listed = read_list(sys.stdin)
-        else:
-            try:
-                with open(from_list, encoding="utf-8") as fh:
-                    listed = read_list(fh)
-            except OSError as exc:
-                raise UsageError(f"cannot read --from-list {from_list}: {exc.strerror or exc}") from None
+    options = opt.pipeline_options(
+        model=model, views=views, scale=scale, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
+        no_rembg=no_rembg, matting=matting, foreground_ratio=foreground_ratio, texture=texture,
+        texture_size=texture_size, refine_texture=refine_texture, refine_steps=refine_steps, target_faces=target_faces,
+        uv=uv, device=device, dtype=dtype, low_vram=low_vram, compile=compile, offline=offline, weights_dir=weights_dir,
+    )
+    inputs = list(inputs or [])
+    listed = _read_list(from_list, inputs) if from_list is not None else []
     if not inputs and not listed:
         raise UsageError("give at least one input image, folder or pattern (or --from-list)")
-    items = expand_inputs(inputs or [], recursive=recursive, from_list=listed)
-    outputs, ext = plan_outputs(items, output, fmt, FORMATS)
+    items = expand_inputs(inputs, recursive=recursive, from_list=listed)
+    outputs, ext = plan_outputs(items, output, fmt, opt.MESH_FORMATS)
     if outputs == [None] and (save_views or save_cutout):
         raise UsageError("--save-views / --save-cutout need a file or folder output, not -o -")
-
-    from instantmesh_cli.pipeline import ImeshPipeline, PipelineOptions
-    from instantmesh_cli.runner import BatchRunner, Extras
-
-    options = PipelineOptions(
-        model=model, steps=steps, guidance=guidance, seed=seed, scheduler=scheduler, views=views, scale=scale,
-        remove_background=False if no_rembg else None, matting_model=matting, foreground_ratio=foreground_ratio,
-        texture=texture, texture_size=texture_size, refine_texture=refine_texture, refine_steps=refine_steps,
-        target_faces=target_faces, uv_method=uv, device=device, dtype=dtype, low_vram=low_vram,
-        offline=True if offline else None, weights_dir=weights_dir, compile=compile,
+    code = run_photo_batch(
+        options, items, outputs, ext, skip_existing=skip_existing, save_views=save_views, save_cutout=save_cutout,
+        json_lines=json_lines, quiet=quiet, overlap=overlap, write_stdout=write_stdout_bytes,
     )
-    show = not quiet
-    from instantmesh_cli.cli.progress import BatchProgress
-
-    with BatchProgress(len(items), enabled=show) as progress:
-        pipe = ImeshPipeline(options, progress=progress.stage)
-        runner = BatchRunner(
-            pipe, items, outputs, ext, skip_existing=skip_existing, overlap=overlap,
-            extras=Extras(save_views=save_views, save_cutout=save_cutout),
-        )
-        outcomes = []
-        try:
-            for outcome in runner:
-                outcomes.append(outcome)
-                progress.item_done(outcome)
-                if json_lines:
-                    sys.stdout.write(json.dumps(outcome.to_json()) + "\n")
-                    sys.stdout.flush()
-                elif outcome.status == "ok" and outcome.output is not None:
-                    sys.stdout.write(f"{outcome.output}\n")
-                    sys.stdout.flush()
-        except KeyboardInterrupt:
-            progress.stop()
-            if show:
-                progress.summary(outcomes, interrupted=True)
-            raise
-    if show:
-        progress.summary(outcomes)
-    if any(o.status == "failed" for o in outcomes):
-        raise typer.Exit(code=1)
+    if code:
+        raise typer.Exit(code=code)

@@ -1,7 +1,7 @@
 """Zero123++ v1.2 multi-view generation (our pipeline over diffusers/transformers parts).
 
 - ``pipeline.Zero123PlusPipeline``: condition image → 640x960 grid of six views;
-- ``loading``: the components from a folder in the released layout, ``load_pipeline`` via ``hub``;
+- ``loading``: the components from a local folder in the released layout (no fetching);
 - ``reference_attention``: the write/read self-attention processors;
 - ``schedulers``: euler-a (default, 75 steps), dpm++2m (25), unipc (20);
 - ``grid``: ``split_grid`` / ``join_views`` and the camera of each tile;

@@ -22,7 +22,7 @@ TencentARC/InstantMesh) is a plain state dict with exactly the v1.2 UNet's keys
 ``assign=True``: the v1.2 UNet weights are never read, and no memory is spent on
 a first set of weights that would be overwritten.
 
-Model code here does no downloading: the caller passes paths (see ``hub.py``).
+Nothing here fetches: the caller passes paths (``chain/models.py`` resolves them).
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def read_ramping_coefficients(folder: Path, expected: int | None = None) -> list
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from instantmesh_cli.hub import load_state_dict
+        from instantmesh_cli.weights_format import load_state_dict
 
         return load_state_dict(path)
     # A pickled .bin: tensors only (never arbitrary objects).
@@ -336,28 +336,3 @@ def _load_components(
         ramping_coefficients=ramp,
         source=source,
     )
-
-
-def load_pipeline(
-    *,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float16,
-    original_unet: bool = False,
-    offline: bool | None = None,
-    weights_dir: str | Path | None = None,
-    progress: Any = None,
-    **options: Any,
-) -> Any:
-    """Fetch (or find) the weights through ``hub`` and build the pipeline.
-
-    By default: the sudo-ai/zero123plus-v1.2 parts + InstantMesh's white-background
-    UNet, white fill. ``original_unet=True`` uses the v1.2 UNet and its grey fill.
-    ``options`` go to :class:`~instantmesh_cli.multiview.pipeline.Zero123PlusPipeline`.
-    """
-    from instantmesh_cli import hub, settings
-    from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
-
-    kw = {"offline": offline, "weights_dir": weights_dir, "progress": progress}
-    folder = hub.multiview_folder(original_unet=original_unet, **kw)
-    unet_weights = None if original_unet else hub.weights_file(settings.white_unet_file(), **kw)
-    return Zero123PlusPipeline.from_folder(folder, unet_weights=unet_weights, dtype=dtype, device=device, **options)

@@ -69,6 +69,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from PIL import Image
 
+from instantmesh_cli.device import parse_dtype
 from instantmesh_cli.errors import DeviceError, UsageError
 from instantmesh_cli.multiview.conditioning import GREY, WHITE, to_rgb
 from instantmesh_cli.multiview.grid import GRID_HEIGHT, GRID_WIDTH
@@ -85,8 +86,6 @@ from instantmesh_cli.multiview.schedulers import (
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
 
-DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
 # Steps whose reference (write) passes run as one batched UNet call. Measured on an
 # H200 (fp16, 75 euler-a steps, CUDA graph): write pass 16.7 ms per step alone
 # (eager), 7.0 ms per step in batches of 5, 6.3 in batches of 15 or 25; the stored
@@ -94,15 +93,6 @@ DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16,
 # the batch: peak 4.2 GiB step by step, 4.7 GiB with 5, 5.6 with 8, 7.7 with 15.
 # 5 keeps the peak well under 6 GB for 97% of the speed of 15.
 DEFAULT_REFERENCE_BATCH = 5
-
-
-def parse_dtype(name: str | torch.dtype) -> torch.dtype:
-    if isinstance(name, torch.dtype):
-        return name
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise UsageError(f"unknown dtype {name!r}; choose one of: {', '.join(DTYPES)}") from None
 
 
 def _check_reference_batch(value: int) -> int:

@@ -56,6 +56,21 @@ INSTANT_MESH_BASE = LRMConfig(kind="mesh", transformer_layers=12, triplane_dim=4
 INSTANT_NERF_LARGE = LRMConfig(kind="nerf", transformer_layers=16, triplane_dim=80, rendering_samples_per_ray=128)
 INSTANT_NERF_BASE = LRMConfig(kind="nerf", transformer_layers=12, triplane_dim=40, rendering_samples_per_ray=96)
 
+# The released variants by their ``--model`` names (settings.VARIANTS names their files).
+VARIANT_CONFIGS: dict[str, LRMConfig] = {
+    "instant-mesh-large": INSTANT_MESH_LARGE,
+    "instant-mesh-base": INSTANT_MESH_BASE,
+    "instant-nerf-large": INSTANT_NERF_LARGE,
+    "instant-nerf-base": INSTANT_NERF_BASE,
+}
+
+
+def variant_config(name: str) -> LRMConfig:
+    try:
+        return VARIANT_CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"no architecture registered for model {name!r}") from None
+
 
 def tiny_config(base: LRMConfig) -> LRMConfig:
     """Same structure and key names as ``base`` with sizes small enough for CPU tests."""

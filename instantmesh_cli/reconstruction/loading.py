@@ -7,9 +7,9 @@ the reconstruction model's under the prefix ``lrm_generator.``
 drop any ``source_camera`` key (as the official demo does, defensively) and load
 strictly: every key and shape must match.
 
-Weights come through :mod:`instantmesh_cli.hub`, which converts the pickle once
-into a safetensors file holding ``ckpt["state_dict"]`` under its original key
-names. The model is built on the meta device and the tensors are read straight
+Paths come from the caller (``chain/models.py`` resolves them through the weights
+layer, which converts the pickle once into a safetensors file holding
+``ckpt["state_dict"]`` under its original key names); nothing here fetches. The model is built on the meta device and the tensors are read straight
 onto the target device, so no full-size random initialisation ever happens.
 """
 
@@ -184,31 +184,19 @@ def _read_json(path: Path) -> dict:
 
 
 def load_model(
-    variant_name: str,
+    cfg: LRMConfig,
+    checkpoint: str | Path,
     *,
+    dino_config: str | Path | None = None,
+    dino_preprocessor: str | Path | None = None,
     device: str | torch.device = "cpu",
     compute_dtype: torch.dtype = torch.float32,
     weights_dtype: torch.dtype | None = None,
-    offline: bool | None = None,
-    weights_dir: str | Path | None = None,
 ) -> ReconstructionModel:
-    """The released model ``variant_name`` (e.g. ``instant-mesh-large``), fetched through the hub layer.
-
-    Files (``settings.lrm_files``): the checkpoint (converted once to safetensors by
-    the hub layer) and DINO's ``config.json`` / ``preprocessor_config.json``.
-    """
-    from instantmesh_cli import hub, settings
-
-    variant = settings.get_variant(variant_name)
-    files = {f.filename: f for f in settings.lrm_files(variant.name)}
-    kw = {"offline": offline, "weights_dir": weights_dir}
-    cfg = variant.config
-    if "config.json" in files and "preprocessor_config.json" in files:
-        encoder = encoder_config_from_dino(
-            cfg.encoder,
-            _read_json(hub.fetch(files["config.json"], **kw)),
-            _read_json(hub.fetch(files["preprocessor_config.json"], **kw)),
-        )
+    """The model of ``cfg`` from local files: the checkpoint (``.ckpt`` or its safetensors
+    conversion) and, when given, DINO's ``config.json`` / ``preprocessor_config.json``
+    (the encoder is checked against the first and normalises images as the second says)."""
+    if dino_config is not None and dino_preprocessor is not None:
+        encoder = encoder_config_from_dino(cfg.encoder, _read_json(Path(dino_config)), _read_json(Path(dino_preprocessor)))
         cfg = replace(cfg, encoder=encoder)
-    path = hub.weights_file(files[variant.checkpoint], **kw)
-    return load_weights(cfg, path, device=device, compute_dtype=compute_dtype, weights_dtype=weights_dtype)
+    return load_weights(cfg, checkpoint, device=device, compute_dtype=compute_dtype, weights_dtype=weights_dtype)

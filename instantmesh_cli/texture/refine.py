@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -72,7 +71,6 @@ class RefineResult:
     psnr_before: float
     psnr_after: float
     steps: int
-    seconds: float
 
 
 def _psnr(mse: float) -> float:
@@ -88,16 +86,15 @@ def refine_texture(
     steps: int = 20,
     lr_planes: float = LR_PLANES,
     lr_head: float = LR_HEAD,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RefineResult:
     """Fit the colour field to ``targets`` (P, 3) at surface ``points`` (P, 3).
 
     ``planes`` (1, 3, C, H, W) and ``color_head`` are not modified: float32 copies are
-    optimised and returned. ``steps=0`` only measures the PSNR.
+    optimised and returned. ``steps=0`` only measures the PSNR. ``progress(done, steps)``
+    is called after each step from the Python loop (it does not wait for the device).
     """
     device = planes.device
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
-    sync()
-    t0 = time.perf_counter()
     planes = planes.detach().float().clone().requires_grad_(steps > 0)
     head = copy.deepcopy(color_head).float().to(device)
     head.train(False)
@@ -111,18 +108,19 @@ def refine_texture(
         groups = [{"params": [planes], "lr": lr_planes}, {"params": params, "lr": lr_head}]
         fused = device.type == "cuda"
         opt = torch.optim.Adam(groups, fused=fused) if fused else torch.optim.Adam(groups, foreach=True)
-        for _ in range(steps):
+        for step in range(steps):
             rgb = head(sample_triplane(planes, points))[0]
             loss = torch.mean((rgb - targets) ** 2)
             losses.append(loss.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if progress is not None:
+                progress(step + 1, steps)
     with torch.no_grad():
         final = torch.mean((head(sample_triplane(planes, points))[0] - targets) ** 2)
     values = torch.stack([*losses, final]).cpu().tolist()  # the one host sync
-    sync()
     planes = planes.detach()
     for p in head.parameters():
         p.requires_grad_(False)
-    return RefineResult(planes, head, _psnr(values[0]), _psnr(values[-1]), steps, time.perf_counter() - t0)
+    return RefineResult(planes, head, _psnr(values[0]), _psnr(values[-1]), steps)

@@ -7,20 +7,20 @@ the CPU (both are fast at the default face budget, see :data:`DEFAULT_TARGET_FAC
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from instantmesh_cli.errors import InputError, UsageError
+from instantmesh_cli.errors import InputError
 from instantmesh_cli.mesh import Mesh, decimate
 from instantmesh_cli.texture.bake import bake_texture
 from instantmesh_cli.texture.raster import get_rasterizer
 from instantmesh_cli.texture.refine import as_color_head, query_colors, refine_texture
 from instantmesh_cli.texture.render import mvp_from_cameras, surface_samples
 from instantmesh_cli.texture.uv import DEFAULT_UV_METHOD, unwrap
+from instantmesh_cli.timing import StageTimer
 
 # Faces kept for the UV atlas, chosen by measurement (decimated marching-cubes blobs,
 # smooth and noisy, like FlexiCubes output at grid 128 = 57k-165k faces):
@@ -49,11 +49,6 @@ class TextureReport:
     uv_method: str = ""
     rasterizer: str = ""
     texture_size: int = 0
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def foreground_targets(images: torch.Tensor, mask: torch.Tensor, erode: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +80,7 @@ def texture_mesh(
     uv_method: str | None = None,
     rasterizer: str | None = "auto",
     bake: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Mesh, TextureReport]:
     """Refine the colour field on the input views, then bake it into a UV texture.
 
@@ -99,6 +95,7 @@ def texture_mesh(
       0: keep every face;
       ``uv_method`` "box" (default) or "xatlas"; ``rasterizer`` auto | nvdiffrast | torch.
     - ``bake=False``: vertex colours from the (refined) field instead of a texture.
+    - ``progress(done, steps)`` after each refinement step.
 
     Returns the mesh in the model frame — textured (``uv`` + ``texture``; vertex colours
     at the vertices too, for PLY) or vertex-coloured — and a :class:`TextureReport`.
@@ -106,15 +103,17 @@ def texture_mesh(
     device = planes.device
     report = TextureReport(faces_in=mesh.num_faces, texture_size=int(texture_size) if bake else 0)
     timings = report.timings
+    timer = StageTimer(device)
     head = as_color_head(color_head)
     if mesh.num_faces == 0:
         raise InputError("the reconstructed mesh is empty; nothing to texture")
     if planes.ndim != 5 or planes.shape[0] != 1 or planes.shape[1] != 3:
         raise ValueError(f"planes must be (1, 3, C, H, W), got {tuple(planes.shape)}")
-    if bake and not 16 <= texture_size <= 16384:
-        raise UsageError(f"--texture-size must be between 16 and 16384, got {texture_size}")
-    if target_faces is not None and (target_faces < 0 or 0 < target_faces < 100):
-        raise UsageError(f"--target-faces must be 0 (keep all) or at least 100, got {target_faces}")
+    # The user-facing ranges are checked once, in PipelineOptions.check; these guard the library call.
+    if bake and texture_size < 1:
+        raise ValueError(f"texture_size must be positive, got {texture_size}")
+    if target_faces is not None and target_faces < 0:
+        raise ValueError(f"target_faces must be 0 (keep all) or positive, got {target_faces}")
     rast = get_rasterizer(rasterizer, device)
     report.rasterizer = rast.name
 
@@ -122,51 +121,46 @@ def texture_mesh(
     #    input-view PSNR is still measured (one forward pass) for the report.
     refined_planes = planes.float()
     if images is not None:
-        _sync(device)
-        t = time.perf_counter()
-        if cameras is None:
-            from instantmesh_cli.reconstruction.cameras import DEFAULT_RADIUS, zero123plus_cameras
+        with timer("refine_setup", timings):
+            if cameras is None:
+                from instantmesh_cli.reconstruction.cameras import DEFAULT_RADIUS, zero123plus_cameras
 
-            cameras = zero123plus_cameras(views or images.shape[0], radius=DEFAULT_RADIUS * scale)
-        if len(cameras) != images.shape[0]:
-            raise ValueError(f"{images.shape[0]} views but {len(cameras)} cameras")
-        images = images.to(device, torch.float32)
-        mvp = mvp_from_cameras(cameras)
-        verts = torch.from_numpy(mesh.vertices).to(device)
-        faces = torch.from_numpy(mesh.faces).to(device)
-        samples = surface_samples(rast, verts, faces, mvp, tuple(images.shape[-2:]))
-        pixels, targets = foreground_targets(images, samples.mask)
-        # Surface points of the loss pixels: positions within samples.points.
-        lookup = torch.full((samples.mask.numel(),), -1, dtype=torch.long, device=device)
-        lookup[samples.pixels] = torch.arange(samples.pixels.numel(), device=device)
-        points = samples.points[lookup[pixels]]
-        _sync(device)
-        timings["refine_setup"] = time.perf_counter() - t
+                cameras = zero123plus_cameras(views or images.shape[0], radius=DEFAULT_RADIUS * scale)
+            if len(cameras) != images.shape[0]:
+                raise ValueError(f"{images.shape[0]} views but {len(cameras)} cameras")
+            images = images.to(device, torch.float32)
+            mvp = mvp_from_cameras(cameras)
+            verts = torch.from_numpy(mesh.vertices).to(device)
+            faces = torch.from_numpy(mesh.faces).to(device)
+            samples = surface_samples(rast, verts, faces, mvp, tuple(images.shape[-2:]))
+            pixels, targets = foreground_targets(images, samples.mask)
+            # Surface points of the loss pixels: positions within samples.points.
+            lookup = torch.full((samples.mask.numel(),), -1, dtype=torch.long, device=device)
+            lookup[samples.pixels] = torch.arange(samples.pixels.numel(), device=device)
+            points = samples.points[lookup[pixels]]
         steps = max(int(refine_steps), 0)
-        result = refine_texture(refined_planes, head, points, targets, steps=steps)
+        with timer("refine", timings):
+            result = refine_texture(refined_planes, head, points, targets, steps=steps, progress=progress)
         if steps:
             refined_planes, head = result.planes, result.color_head
         report.psnr_before, report.psnr_after, report.refine_steps = result.psnr_before, result.psnr_after, steps
-        timings["refine"] = result.seconds
 
     def color_fn(points: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return query_colors(refined_planes, head, points.to(device, torch.float32))
 
     # 2. Fewer faces for the atlas.
-    t = time.perf_counter()
     if target_faces is None:
         target_faces = DEFAULT_TARGET_FACES
-    if bake and target_faces > 0 and mesh.num_faces > target_faces:
-        mesh = decimate(mesh, target_faces)
-    timings["decimate"] = time.perf_counter() - t
+    with timer("decimate", timings):
+        if bake and target_faces > 0 and mesh.num_faces > target_faces:
+            mesh = decimate(mesh, target_faces)
     report.faces_out = mesh.num_faces
     verts = torch.from_numpy(mesh.vertices).to(device)
 
     if not bake:
-        t = time.perf_counter()
-        colors = color_fn(verts).clamp(0, 1).cpu().numpy()
-        timings["vertex_colors"] = time.perf_counter() - t
+        with timer("vertex_colors", timings):
+            colors = color_fn(verts).clamp(0, 1).cpu().numpy()
         return Mesh(mesh.vertices, mesh.faces, colors, metadata=dict(mesh.metadata)), report
 
     # 3. UV atlas (CPU).
@@ -175,15 +169,13 @@ def texture_mesh(
     report.charts, report.uv_method = atlas.charts, atlas.method
 
     # 4. Bake on the device.
-    _sync(device)
-    t = time.perf_counter()
-    positions = torch.from_numpy(mesh.vertices[atlas.vertex_ids]).to(device)
-    uv_faces = torch.from_numpy(atlas.faces).to(device)
-    baked = bake_texture(rast, positions, torch.from_numpy(atlas.uv).to(device), uv_faces, color_fn, int(texture_size))
-    vertex_colors = color_fn(positions).clamp(0, 1)
-    texture = baked.texture.cpu().numpy()
-    vertex_colors = vertex_colors.cpu().numpy()
-    timings["bake"] = time.perf_counter() - t
+    with timer("bake", timings):
+        positions = torch.from_numpy(mesh.vertices[atlas.vertex_ids]).to(device)
+        uv_faces = torch.from_numpy(atlas.faces).to(device)
+        baked = bake_texture(rast, positions, torch.from_numpy(atlas.uv).to(device), uv_faces, color_fn, int(texture_size))
+        vertex_colors = color_fn(positions).clamp(0, 1)
+        texture = baked.texture.cpu().numpy()
+        vertex_colors = vertex_colors.cpu().numpy()
     metadata = dict(mesh.metadata)
     metadata["texture"] = {"uv_method": atlas.method, "charts": atlas.charts, "utilization": atlas.utilization}
     out = Mesh(mesh.vertices[atlas.vertex_ids], atlas.faces, vertex_colors, atlas.uv, texture, metadata)

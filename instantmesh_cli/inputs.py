@@ -1,4 +1,4 @@
-"""Turning command-line inputs into work items and output paths.
+"""Turning command-line inputs into work items and output paths (files, folders, globs, lists, stdin).
 
 Pure functions on paths and strings: no models, no image decoding. ``imesh generate``
 (and the other commands) use them so that files, folders, globs, lists and stdin
@@ -8,7 +8,6 @@ all behave the same way.
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +38,13 @@ def _has_glob(text: str) -> bool:
 
 
 def _folder_images(folder: Path, recursive: bool) -> list[Path]:
+    """The images a folder holds. A link whose target is gone is kept: it is reported as a failed
+    input rather than dropped without a word."""
     pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.glob(pattern)
+        if (p.is_file() or (p.is_symlink() and not p.exists())) and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def read_list(stream: TextIO) -> list[str]:
@@ -51,6 +55,14 @@ def read_list(stream: TextIO) -> list[str]:
         if line and not line.startswith("#"):
             out.append(line)
     return out
+
+
+def single_item(arg: str) -> InputItem:
+    """The item of a command that takes one input: a path, or ``-`` for stdin."""
+    if arg == STDIN:
+        return InputItem(path=None, name=STDIN, stem="stdin")
+    path = Path(arg).expanduser()
+    return InputItem(path=path, name=arg, stem=path.stem)
 
 
 def expand_inputs(
@@ -98,12 +110,6 @@ def expand_inputs(
     if not items:
         raise UsageError("no input images given")
     return items
-
-
-def derive_seed(seed: int, name: str) -> int:
-    """A per-image seed from the run's seed and the image's file name (stable across runs and machines)."""
-    digest = hashlib.sha256(f"{seed}:{Path(name).name}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def is_directory_target(output: str, n_items: int) -> bool:

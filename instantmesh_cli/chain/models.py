@@ -1,0 +1,132 @@
+"""Where weights meet models: the one composition root.
+
+The model packages (``multiview/``, ``reconstruction/``) build networks from configs and
+local files and never fetch; the weights layer (``hub``) finds and fetches files and
+builds nothing. This module asks the second for paths and hands them to the first.
+
+:class:`Models` holds one process's (or one GPU worker's) models, loaded once, on first
+use, and shared by every job it runs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from instantmesh_cli import settings
+from instantmesh_cli.chain.options import PipelineOptions
+from instantmesh_cli.device import resolve_device, resolve_dtype
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+
+    from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
+    from instantmesh_cli.reconstruction.model import ReconstructionModel
+
+# (bytes done, bytes total or None) while weights download.
+DownloadProgress = Callable[[int, "int | None"], None]
+
+
+def load_multiview_pipeline(
+    *,
+    device: "torch.device",
+    dtype: "torch.dtype",
+    offline: bool | None = None,
+    weights_dir: "Path | None" = None,
+    original_unet: bool = False,
+    progress: DownloadProgress | None = None,
+    **pipeline_options: Any,
+) -> "Zero123PlusPipeline":
+    """The Zero123++ v1.2 parts + InstantMesh's white-background UNet (or, with
+    ``original_unet``, the v1.2 UNet and its grey fill), fetched or found, then built."""
+    from instantmesh_cli import hub
+    from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
+
+    kw = {"offline": offline, "weights_dir": weights_dir, "progress": progress}
+    folder = hub.multiview_folder(original_unet=original_unet, **kw)
+    unet_weights = None if original_unet else hub.weights_file(settings.white_unet_file(), **kw)
+    return Zero123PlusPipeline.from_folder(folder, unet_weights=unet_weights, dtype=dtype, device=device, **pipeline_options)
+
+
+def load_reconstruction_model(
+    name: str,
+    *,
+    device: "torch.device | str" = "cpu",
+    dtype: "torch.dtype | None" = None,
+    offline: bool | None = None,
+    weights_dir: "Path | None" = None,
+) -> "ReconstructionModel":
+    """The released reconstruction model ``name`` (e.g. ``instant-mesh-large``): its
+    checkpoint (converted once to safetensors by the weights layer) and DINO's configs."""
+    import torch
+
+    from instantmesh_cli import hub
+    from instantmesh_cli.reconstruction.config import variant_config
+    from instantmesh_cli.reconstruction.loading import load_model
+
+    variant = settings.get_variant(name)
+    files = {f.filename: f for f in settings.lrm_files(variant.name)}
+    kw = {"offline": offline, "weights_dir": weights_dir}
+    return load_model(
+        variant_config(variant.name),
+        hub.weights_file(files[variant.checkpoint], **kw),
+        dino_config=hub.fetch(files["config.json"], **kw),
+        dino_preprocessor=hub.fetch(files["preprocessor_config.json"], **kw),
+        device=device,
+        compute_dtype=dtype or torch.float32,
+    )
+
+
+class Models:
+    """The models of one set of options on one device, each loaded once on first use."""
+
+    def __init__(self, options: PipelineOptions = PipelineOptions(), *, download_progress: DownloadProgress | None = None):
+        self.options = options.check()
+        self.device = resolve_device(options.device)
+        self.dtype = resolve_dtype(options.dtype, self.device)
+        self.download_progress = download_progress
+        self._remover = None
+        self._multiview: "Zero123PlusPipeline | None" = None
+        self._reconstructor: "ReconstructionModel | None" = None
+
+    @property
+    def remover(self):
+        """The rembg session (background removal), created on first use."""
+        if self._remover is None:
+            from instantmesh_cli.images import BackgroundRemover
+
+            self._remover = BackgroundRemover(self.options.matting_model, offline=self.options.offline)
+        return self._remover
+
+    @property
+    def multiview(self) -> "Zero123PlusPipeline":
+        if self._multiview is None:
+            o = self.options
+            self._multiview = load_multiview_pipeline(
+                device=self.device, dtype=self.dtype, offline=o.offline, weights_dir=o.weights_dir,
+                progress=self.download_progress, low_vram=o.low_vram, compile=o.compile,
+            )
+        return self._multiview
+
+    @property
+    def reconstructor(self) -> "ReconstructionModel":
+        if self._reconstructor is None:
+            o = self.options
+            self._reconstructor = load_reconstruction_model(
+                o.model, device=self.device, dtype=self.dtype, offline=o.offline, weights_dir=o.weights_dir
+            )
+        return self._reconstructor
+
+    def load(self, *, multiview: bool = True, reconstruction: bool = True) -> float:
+        """Load what is asked and not yet resident; the seconds it took (0.0: nothing to load)."""
+        todo = (multiview and self._multiview is None) or (reconstruction and self._reconstructor is None)
+        if not todo:
+            return 0.0
+        start = time.perf_counter()
+        if multiview:
+            self.multiview
+        if reconstruction:
+            self.reconstructor
+        return time.perf_counter() - start

@@ -1,0 +1,179 @@
+"""The chain, written once: read → prepare → load → multiview → reconstruct → texture → export.
+
+Every stage has one signature, ``stage(models, job)``: it reads what earlier stages put
+on the :class:`~instantmesh_cli.chain.job.Job` and writes its own fields. A stage that
+had nothing to do returns ``False`` (its time is then not reported: ``load`` when the
+models are already resident). Drivers pick a :func:`plan` and schedule its stages —
+in order (:func:`~instantmesh_cli.chain.run.run_job`), or in overlapping groups (the
+batch runner) — and never re-implement one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Literal
+
+from instantmesh_cli.errors import ImeshError, InputError
+
+if TYPE_CHECKING:
+    from instantmesh_cli.chain.job import Job
+    from instantmesh_cli.chain.models import Models
+
+# Where a stage's work runs, so a scheduler can overlap CPU work of one image with the GPU work of another.
+Group = Literal["front", "gpu", "back"]
+
+
+def read(models: "Models", job: "Job") -> None:
+    """Decode every input (files, bytes, images) into ``job.images``."""
+    from instantmesh_cli.images import load_image, normalize_image
+
+    job.images = []
+    for item in job.inputs:
+        if item.image is not None:
+            job.images.append(normalize_image(item.image))
+        elif item.data is not None:
+            job.images.append(load_image(item.data, name=item.label))
+        elif item.path.is_symlink() and not item.path.exists():
+            raise InputError(f"{item.label} is a broken link (its target {os.readlink(item.path)} is gone)")
+        else:
+            job.images.append(load_image(item.path))
+
+
+def prepare(models: "Models", job: "Job") -> None:
+    """Background removal (unless the photo has real alpha) and recentring → ``job.prepared``."""
+    from instantmesh_cli.images import has_real_alpha, prepare_image
+
+    o = models.options
+    image = job.images[0]
+    needs_matting = o.remove_background is True or (o.remove_background is None and not has_real_alpha(image))
+    job.prepared = prepare_image(
+        image,
+        remove_background=o.remove_background,
+        remover=models.remover if needs_matting else None,
+        foreground_ratio=o.foreground_ratio,
+        name=job.inputs[0].label,
+    )
+
+
+def load(models: "Models", job: "Job") -> bool:
+    """Load both models (once per process, timed apart so per-image stage times stay comparable);
+    False when they are resident."""
+    return models.load(multiview=True, reconstruction=True) > 0.0
+
+
+def load_multiview(models: "Models", job: "Job") -> bool:
+    """``load`` for plans that stop at the views."""
+    return models.load(multiview=True, reconstruction=False) > 0.0
+
+
+def load_reconstruction(models: "Models", job: "Job") -> bool:
+    """``load`` for plans that start from views."""
+    return models.load(multiview=False, reconstruction=True) > 0.0
+
+
+def multiview(models: "Models", job: "Job") -> None:
+    """The six Zero123++ views of the cut-out → ``job.views`` (the 3×2 grid)."""
+    o = models.options
+    job.views = models.multiview(
+        job.prepared.image,
+        steps=o.steps,
+        guidance=o.guidance,
+        seed=job.seed,
+        scheduler=o.scheduler,
+        callback=lambda done, total: job.report("multiview", done, total),
+    )
+
+
+def reconstruct(models: "Models", job: "Job") -> None:
+    """Views → triplane → cleaned mesh (``job.reconstruction``, ``job.mesh``); an empty surface fails the job."""
+    from instantmesh_cli.reconstruction.inputs import views_from_images, views_to_tensor
+    from instantmesh_cli.reconstruction.stage import reconstruct as run_reconstruction
+
+    o = models.options
+    model = models.reconstructor
+    if job.views is not None:
+        picked = views_from_images([job.views], [job.name], views=o.views)
+    else:
+        picked = views_from_images(job.images, [i.label for i in job.inputs], views=o.views)
+    job.view_tensor = views_to_tensor(picked, model.cfg.input_size)
+    job.reconstruction = run_reconstruction(
+        model, job.view_tensor, scale=o.scale, clean=o.clean, surface_only=o.surface_only
+    )
+    mesh = job.reconstruction.mesh
+    if mesh.num_faces == 0:
+        raise InputError("the reconstruction is empty (no surface found)", hint="check that the views show one object on white")
+    if mesh.metadata.get("empty_shape_fallback"):
+        job.warn("the model predicted no surface; the mesh is the official fallback shape, not the object")
+    job.mesh = mesh
+
+
+def texture(models: "Models", job: "Job") -> bool:
+    """Refine the colours on the views, then bake a UV texture (or vertex colours with ``texture=False``)."""
+    from instantmesh_cli.texture import texture_mesh
+
+    o = models.options
+    if not o.runs_texture_stage:
+        return False
+    job.mesh, job.texture_report = texture_mesh(
+        job.mesh,
+        job.reconstruction.planes,
+        models.reconstructor,
+        job.view_tensor[0],
+        views=o.views,
+        scale=o.scale,
+        refine_steps=o.refine_steps if o.refine_texture else 0,
+        texture_size=o.texture_size,
+        target_faces=o.target_faces,
+        uv_method=o.uv_method,
+        bake=o.texture,
+        progress=lambda done, total: job.report("refine", done, total),
+    )
+    return True
+
+
+def export(models: "Models", job: "Job") -> bool:
+    """Write what ``job.outputs`` asks for that the job has: mesh (file or stream), views, tiles, cut-out."""
+    from instantmesh_cli.chain.writing import write_job_outputs
+
+    return write_job_outputs(job, provenance=provenance(models, job))
+
+
+def provenance(models: "Models", job: "Job") -> dict:
+    """What made this output, recorded in it: the tool, the options, this image's seed. Nothing time-dependent."""
+    from instantmesh_cli import __version__
+
+    return {"generator": f"imesh {__version__}", "seed": job.seed, **models.options.provenance()}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[["Models", "Job"], "bool | None"]
+    group: Group
+
+
+READ = Stage("read", read, "front")
+PREPARE = Stage("prepare", prepare, "front")
+LOAD = Stage("load", load, "gpu")
+LOAD_MULTIVIEW = Stage("load", load_multiview, "gpu")
+LOAD_RECONSTRUCTION = Stage("load", load_reconstruction, "gpu")
+MULTIVIEW = Stage("multiview", multiview, "gpu")
+RECONSTRUCT = Stage("reconstruct", reconstruct, "gpu")
+TEXTURE = Stage("texture", texture, "back")
+EXPORT = Stage("export", export, "back")
+
+# The plans the drivers run; each is a slice of the one chain.
+PHOTO_TO_MESH = (READ, PREPARE, LOAD, MULTIVIEW, RECONSTRUCT, TEXTURE, EXPORT)  # generate, the API, bench, server
+PHOTO_TO_CUTOUT = (READ, PREPARE, EXPORT)  # imesh prepare
+PHOTO_TO_VIEWS = (READ, PREPARE, LOAD_MULTIVIEW, MULTIVIEW, EXPORT)  # imesh multiview
+VIEWS_TO_MESH = (READ, LOAD_RECONSTRUCTION, RECONSTRUCT, TEXTURE, EXPORT)  # imesh reconstruct
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failed job: our own errors as they are, out-of-memory with the options that help."""
+    if isinstance(exc, ImeshError):
+        return str(exc)
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+        return "out of GPU memory; try --low-vram, a smaller --texture-size, or --model instant-mesh-base"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,117 @@
+"""The command-line batch: jobs from inputs, the runner, progress on stderr, data on stdout, signals.
+
+Every input the user named or a folder held gets exactly one line on stdout with
+``--json`` (finished, failed and skipped alike), written as the job finishes. Ctrl-C and
+SIGTERM stop the batch: running writes finish (atomically), finished jobs are reported,
+one "interrupted" line and the summary follow, and the exit code is 130 / 143.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from instantmesh_cli.cli.common import error_line, warn_line
+from instantmesh_cli.cli.signals import Interrupted
+
+if TYPE_CHECKING:
+    from instantmesh_cli.chain.job import Job
+    from instantmesh_cli.chain.options import PipelineOptions
+    from instantmesh_cli.inputs import InputItem
+
+
+def photo_jobs(
+    options: "PipelineOptions",
+    items: "list[InputItem]",
+    outputs: "list[Path | None]",
+    fmt: str,
+    *,
+    skip_existing: bool = False,
+    save_views: bool = False,
+    save_cutout: bool = False,
+    write_stdout: Callable[[bytes], None] | None = None,
+    progress=None,
+) -> "list[Job]":
+    """One :class:`Job` per input; stdin is read here, once, by the one job it belongs to."""
+    from instantmesh_cli.chain.job import Job, JobInput, JobOutputs, derive_seed
+    from instantmesh_cli.cli.common import ensure_writable
+
+    jobs = []
+    for item, target in zip(items, outputs):
+        if target is not None:
+            ensure_writable(target)  # before any model loads: a read-only folder fails now, not after the work
+        if item.is_stdin:
+            source = JobInput(label="stdin", data=sys.stdin.buffer.read())
+        else:
+            source = JobInput(label=item.name, path=item.path)
+        out = JobOutputs(
+            mesh=target,
+            mesh_format=fmt,
+            mesh_to=write_stdout if target is None else None,
+            views=target.with_name(f"{target.stem}_views.png") if save_views and target is not None else None,
+            cutout=target.with_name(f"{target.stem}_cutout.png") if save_cutout and target is not None else None,
+        )
+        job = Job(name=item.name, inputs=[source], seed=derive_seed(options.seed, item.name), outputs=out, progress=progress)
+        if skip_existing and target is not None and target.exists():
+            job.status = "skipped"
+        jobs.append(job)
+    return jobs
+
+
+def run_photo_batch(
+    options: "PipelineOptions",
+    items: "list[InputItem]",
+    outputs: "list[Path | None]",
+    fmt: str,
+    *,
+    skip_existing: bool,
+    save_views: bool,
+    save_cutout: bool,
+    json_lines: bool,
+    quiet: bool,
+    overlap: bool,
+    write_stdout: Callable[[bytes], None],
+) -> int:
+    """Run the batch; the exit code (0 all done, 1 some failed, 130/143 interrupted)."""
+    from instantmesh_cli.chain.models import Models
+    from instantmesh_cli.chain.run import BatchRunner
+    from instantmesh_cli.chain.stages import PHOTO_TO_MESH
+    from instantmesh_cli.cli.app import state
+    from instantmesh_cli.cli.progress import BatchProgress
+
+    finished: list["Job"] = []
+
+    def on_done(job: "Job") -> None:
+        finished.append(job)
+        progress.job_done(job)
+        if job.status == "failed" and state.debug and job.exception is not None:
+            import traceback
+
+            traceback.print_exception(job.exception)
+        for warning in job.warnings:
+            warn_line(f"{job.name}: {warning}")
+        if json_lines:
+            sys.stdout.write(json.dumps(job.record()) + "\n")
+            sys.stdout.flush()
+        elif job.status == "ok":
+            for path in job.files[:1]:
+                sys.stdout.write(f"{path}\n")
+                sys.stdout.flush()
+
+    with BatchProgress(len(items), enabled=not quiet) as progress:
+        jobs = photo_jobs(
+            options, items, outputs, fmt, skip_existing=skip_existing, save_views=save_views,
+            save_cutout=save_cutout, write_stdout=write_stdout, progress=progress.stage,
+        )
+        models = Models(options, download_progress=progress.download)
+        try:
+            BatchRunner(models, PHOTO_TO_MESH, overlap=overlap).run(jobs, on_done)
+        except KeyboardInterrupt as exc:
+            progress.stop()
+            error_line("interrupted" + (f" by {exc.signal_name}" if isinstance(exc, Interrupted) else ""))
+            progress.summary(finished, interrupted=True)
+            return exc.exit_code if isinstance(exc, Interrupted) else 130
+    progress.summary(finished)
+    return 1 if any(j.status == "failed" for j in finished) else 0

@@ -1,0 +1,139 @@
+"""Every command-line option, declared once: flag names, help, panel, choices, environment variable.
+
+Commands take these as ``Annotated`` parameter types and map them onto
+:class:`~instantmesh_cli.chain.options.PipelineOptions` with :func:`pipeline_options`;
+values are range-checked once, by ``PipelineOptions.check``. Defaults come from
+``PipelineOptions`` (``DEFAULTS``), never from literals here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Literal, Optional
+
+import typer
+
+from instantmesh_cli import settings
+from instantmesh_cli.chain.options import MESH_FORMATS, PipelineOptions
+
+DEFAULTS = PipelineOptions()
+
+IO = "Input and output"
+SAMPLING = "Sampling (multi-view diffusion)"
+MATTING = "Background removal"
+RECON = "Reconstruction"
+TEXTURE = "Texture"
+PERF = "Performance"
+WEIGHTS = "Weights"
+
+ModelName = Literal["instant-mesh-large", "instant-mesh-base", "instant-nerf-large", "instant-nerf-base"]
+SchedulerName = Literal["euler-a", "dpm++2m", "unipc"]
+UvName = Literal["box", "xatlas"]
+DtypeName = Literal["auto", "fp32", "fp16", "bf16"]
+FormatName = Literal["glb", "obj", "ply"]
+
+# --- input and output ---------------------------------------------------------
+Inputs = Annotated[Optional[List[str]], typer.Argument(
+    metavar="INPUTS...", help="Images, folders or glob patterns; '-' alone reads one image's bytes from stdin.", show_default=False)]
+MeshOutput = Annotated[str, typer.Option(
+    "-o", "--output", metavar="PATH", rich_help_panel=IO,
+    help="out.glb|.obj|.ply (one input), DIR/ (any number), or - (binary GLB on stdout).")]
+Format = Annotated[Optional[FormatName], typer.Option(
+    "--format", "-f", rich_help_panel=IO, help="Mesh format (default: from -o, else glb).", show_default=False)]
+Recursive = Annotated[bool, typer.Option("--recursive", "-r", rich_help_panel=IO, help="Look for images in sub-folders too.")]
+FromList = Annotated[Optional[str], typer.Option(
+    "--from-list", metavar="FILE", rich_help_panel=IO, help="Read input paths from FILE ('-' = stdin), one per line.")]
+SkipExisting = Annotated[bool, typer.Option(
+    "--skip-existing", rich_help_panel=IO, help="Skip inputs whose output already exists (resume a batch).")]
+SaveViews = Annotated[bool, typer.Option("--save-views", rich_help_panel=IO, help="Also write the six-view grid as {stem}_views.png.")]
+SaveCutout = Annotated[bool, typer.Option("--save-cutout", rich_help_panel=IO, help="Also write the cut-out as {stem}_cutout.png.")]
+Json = Annotated[bool, typer.Option("--json", rich_help_panel=IO, help="One JSON object per input on stdout, nothing else.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=IO, help="No progress or summary on stderr (errors still shown).")]
+
+# --- sampling -----------------------------------------------------------------
+Seed = Annotated[int, typer.Option(
+    "--seed", rich_help_panel=SAMPLING,
+    help="Run seed; each image's seed is derived from it and the file name (same in generate and multiview).")]
+Steps = Annotated[Optional[int], typer.Option(
+    "--steps", rich_help_panel=SAMPLING, help="Denoising steps (default: euler-a 75, dpm++2m 25, unipc 20).", show_default=False)]
+Guidance = Annotated[float, typer.Option("--guidance", rich_help_panel=SAMPLING, help="Classifier-free guidance scale.")]
+Scheduler = Annotated[SchedulerName, typer.Option("--scheduler", rich_help_panel=SAMPLING, help="Diffusion sampler.")]
+
+# --- background removal -------------------------------------------------------
+NoRembg = Annotated[bool, typer.Option(
+    "--no-rembg", rich_help_panel=MATTING, help="Never remove the background (automatic when the image has real alpha).")]
+Matting = Annotated[str, typer.Option(
+    "--matting", metavar="MODEL", rich_help_panel=MATTING,
+    help="rembg model: u2net, isnet-general-use, birefnet-general (best, slow), silueta (small), ...")]
+ForegroundRatio = Annotated[float, typer.Option(
+    "--foreground-ratio", metavar="F", rich_help_panel=MATTING, help="Object size in the condition image, (0, 1].")]
+
+# --- reconstruction -----------------------------------------------------------
+Model = Annotated[ModelName, typer.Option(
+    "--model", "-m", rich_help_panel=RECON, help="instant-mesh-* extract with FlexiCubes, instant-nerf-* with marching cubes.")]
+Views = Annotated[int, typer.Option("--views", rich_help_panel=RECON, help="Views fed to the reconstruction model: 6, or 4 (views 0, 2, 4, 5).")]
+Scale = Annotated[float, typer.Option("--scale", rich_help_panel=RECON, help="Camera distance factor; below 1 shrinks objects that come out cropped.")]
+NoCleanup = Annotated[bool, typer.Option("--no-cleanup", rich_help_panel=RECON, help="Keep floating pieces (no mesh clean-up).")]
+
+# --- texture ------------------------------------------------------------------
+Texture = Annotated[bool, typer.Option("--texture/--no-texture", rich_help_panel=TEXTURE, help="Bake a UV texture, or keep vertex colours.")]
+TextureSize = Annotated[int, typer.Option("--texture-size", metavar="PX", rich_help_panel=TEXTURE, help="Texture width and height, 64-8192.")]
+RefineTexture = Annotated[bool, typer.Option(
+    "--refine-texture/--no-refine-texture", rich_help_panel=TEXTURE, help="Fit the colours to the views before baking.")]
+RefineSteps = Annotated[int, typer.Option("--refine-steps", metavar="N", rich_help_panel=TEXTURE, help="Texture refinement steps.")]
+TargetFaces = Annotated[Optional[int], typer.Option(
+    "--target-faces", metavar="N", rich_help_panel=TEXTURE, help="Faces kept for the UV atlas (default 40000; 0 keeps all).", show_default=False)]
+Uv = Annotated[Optional[UvName], typer.Option(
+    "--uv", rich_help_panel=TEXTURE, help="UV unwrapping: box (fast, default) or xatlas (fewer seams, 1-2 s).", show_default=False)]
+
+# --- performance --------------------------------------------------------------
+Device = Annotated[str, typer.Option("--device", metavar="DEVICE", rich_help_panel=PERF, help="auto (CUDA when available), cpu, cuda or cuda:N.")]
+Dtype = Annotated[DtypeName, typer.Option("--dtype", rich_help_panel=PERF, help="Compute precision; auto = fp16 on CUDA, fp32 on CPU.")]
+LowVram = Annotated[bool, typer.Option("--low-vram", rich_help_panel=PERF, help="Keep only the model part in use on the GPU.")]
+Compile = Annotated[bool, typer.Option("--compile", rich_help_panel=PERF, help="torch.compile the diffusion UNet (pays off for large batches).")]
+Overlap = Annotated[bool, typer.Option(
+    "--overlap/--no-overlap", rich_help_panel=PERF, help="Overlap CPU work of neighbouring images with the GPU.")]
+
+# --- weights ------------------------------------------------------------------
+Offline = Annotated[bool, typer.Option(
+    "--offline", rich_help_panel=WEIGHTS, envvar="HF_HUB_OFFLINE", show_envvar=True,
+    help="Never touch the network; fail at once when weights are missing.")]
+WeightsDir = Annotated[Optional[Path], typer.Option(
+    "--weights-dir", metavar="DIR", file_okay=False, rich_help_panel=WEIGHTS, envvar="IMESH_WEIGHTS_DIR", show_envvar=True,
+    help="Folder made by `imesh download --to` (or `imesh selftest --save-weights`).", show_default=False)]
+
+
+def pipeline_options(
+    *,
+    model: str = DEFAULTS.model,
+    views: int = DEFAULTS.views,
+    scale: float = DEFAULTS.scale,
+    no_cleanup: bool = False,
+    seed: int = DEFAULTS.seed,
+    steps: int | None = DEFAULTS.steps,
+    guidance: float = DEFAULTS.guidance,
+    scheduler: str = DEFAULTS.scheduler,
+    no_rembg: bool = False,
+    matting: str = DEFAULTS.matting_model,
+    foreground_ratio: float = DEFAULTS.foreground_ratio,
+    texture: bool = DEFAULTS.texture,
+    texture_size: int = DEFAULTS.texture_size,
+    refine_texture: bool = DEFAULTS.refine_texture,
+    refine_steps: int = DEFAULTS.refine_steps,
+    target_faces: int | None = DEFAULTS.target_faces,
+    uv: str | None = DEFAULTS.uv_method,
+    device: str = DEFAULTS.device,
+    dtype: str = DEFAULTS.dtype,
+    low_vram: bool = DEFAULTS.low_vram,
+    compile: bool = DEFAULTS.compile,
+    offline: bool = False,
+    weights_dir: Path | None = DEFAULTS.weights_dir,
+) -> PipelineOptions:
+    """Command-line flags → checked :class:`PipelineOptions` (one usage error naming the first bad value)."""
+    return PipelineOptions(
+        model=model, views=views, scale=scale, clean=not no_cleanup, seed=seed, steps=steps, guidance=guidance,
+        scheduler=scheduler, remove_background=False if no_rembg else None, matting_model=matting,
+        foreground_ratio=foreground_ratio, texture=texture, texture_size=texture_size, refine_texture=refine_texture,
+        refine_steps=refine_steps, target_faces=target_faces, uv_method=uv, device=device, dtype=dtype,
+        low_vram=low_vram, compile=compile, offline=True if offline else None, weights_dir=weights_dir,
+    ).check()
