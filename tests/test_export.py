@@ -54,6 +54,30 @@ def glb_json(data: bytes) -> dict:
     return json.loads(data[20 : 20 + n])
 
 
+def glb_bin(data: bytes) -> bytes:
+    n = struct.unpack("<I", data[12:16])[0]
+    m = struct.unpack("<I", data[20 + n : 24 + n])[0]
+    return data[28 + n : 28 + n + m]
+
+
+def glb_image(data: bytes, index: int = 0) -> bytes:
+    tree = glb_json(data)
+    view = tree["bufferViews"][tree["images"][index]["bufferView"]]
+    return glb_bin(data)[view.get("byteOffset", 0) : view.get("byteOffset", 0) + view["byteLength"]]
+
+
+def png_chunks(png: bytes) -> list[str]:
+    """Chunk types of a PNG, in order, with runs of IDAT counted once."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    out, i = [], 8
+    while i < len(png):
+        n, kind = struct.unpack(">I4s", png[i : i + 8])
+        if not (out and out[-1] == kind.decode() == "IDAT"):
+            out.append(kind.decode())
+        i += 12 + n
+    return out
+
+
 def load_glb(data: bytes):
     import trimesh
 
@@ -91,7 +115,8 @@ def test_textured_glb_material_texture_uv_and_normals():
     tm = load_glb(data)
     img = tm.visual.material.baseColorTexture
     np.testing.assert_array_equal(np.asarray(img.convert("RGB")), mesh.texture)  # sRGB bytes as they are
-    assert img.info.get("icc_profile")  # tagged sRGB
+    # sRGB by glTF's definition: no colour-space chunk of its own (nor anything else but pixels).
+    assert png_chunks(glb_image(data)) == ["IHDR", "IDAT", "IEND"] and not img.info
     np.testing.assert_allclose(np.asarray(tm.visual.uv), mesh.uv, atol=1e-6)  # origin bottom-left kept
     np.testing.assert_allclose(tm.vertices, export_transform(mesh).apply(mesh.vertices), atol=1e-6)
     np.testing.assert_array_equal(tm.faces, mesh.faces)
