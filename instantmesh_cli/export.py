@@ -10,7 +10,8 @@ permutation of the axes, a proper rotation (det +1), so face winding is kept.
 
 Colour spaces. Our colours (views, texture, vertex colours) are sRGB-encoded.
 - GLB: ``baseColorTexture`` is sRGB by the glTF specification, so the texture is
-  stored as it is (the PNG also carries an sRGB ICC profile); ``COLOR_0`` is linear
+  stored as it is, in a PNG without colour-space chunks (glTF wants none; see
+  :mod:`instantmesh_cli.exchange.png`); ``COLOR_0`` is linear
   by the specification, so vertex colours are converted sRGB → linear (and stored
   with 16 bits, enough levels in the darks). Every
   primitive gets a matte PBR material (metallic 0, roughness 1): without one, viewers
@@ -18,18 +19,28 @@ Colour spaces. Our colours (views, texture, vertex colours) are sRGB-encoded.
   Smooth vertex normals are written (computed on the welded surface, so UV seams
   do not show as shading creases); without them viewers shade flat.
 - OBJ (``v x y z r g b``) and PLY vertex colours: sRGB, as those tools expect.
+
+Every file names its generator (``imesh <version>``) and, when the caller passes one, a
+provenance record (model, seed, options…) serialised as JSON with sorted keys: GLB in
+``asset.extras.provenance``, OBJ / MTL and PLY in header comments. The same mesh and
+provenance give byte-identical files in any process; nothing time-dependent is written,
+and ``Mesh.metadata`` (timings and the like) is not exported.
 """
 
 from __future__ import annotations
 
-import functools
-import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from instantmesh_cli.exchange import glb as _glb
+from instantmesh_cli.exchange import obj as _obj
+from instantmesh_cli.exchange import ply as _ply
+from instantmesh_cli.exchange.png import encode_png, texture_image
+from instantmesh_cli.exchange.provenance import generator, normalize_provenance, provenance_json
 from instantmesh_cli.fileio import atomic_path
 from instantmesh_cli.mesh import Mesh
 
@@ -87,27 +98,6 @@ def _to_bytes(colors01: np.ndarray) -> np.ndarray:
     return np.concatenate([rgb, np.full((len(rgb), 1), 255)], axis=1).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=1)
-def _srgb_icc() -> bytes | None:
-    try:
-        from PIL import ImageCms
-
-        return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    except Exception:  # Pillow built without littlecms: the PNG simply carries no profile
-        return None
-
-
-def texture_image(texture: np.ndarray):
-    """The texture as a PIL RGB image tagged sRGB (the ICC profile travels into every PNG written from it)."""
-    from PIL import Image
-
-    img = Image.fromarray(np.ascontiguousarray(texture), "RGB")
-    icc = _srgb_icc()
-    if icc:
-        img.info["icc_profile"] = icc
-    return img
-
-
 def vertex_colors_from_gltf(tm) -> np.ndarray | None:
     """sRGB vertex colours (N, 3) in [0, 1] of a trimesh loaded from one of our GLBs (COLOR_0 is linear)."""
     visual = tm.visual
@@ -161,7 +151,7 @@ def to_trimesh(mesh: Mesh, transform: ExportTransform, *, gltf: bool = False):
     """A ``trimesh.Trimesh`` in the exported frame (vertex order kept, so UV seams survive).
 
     ``gltf=True`` prepares it for GLB: matte PBR material always, smooth normals; vertex
-    colours are left to :func:`add_color_attribute`.
+    colours are added afterwards as 16-bit linear ``COLOR_0`` (``exchange.glb``).
     """
     import trimesh
 
@@ -190,64 +180,20 @@ def sample_texture(mesh: Mesh) -> np.ndarray:
     return mesh.texture[rows, cols].astype(np.float32) / 255.0
 
 
-def _glb_bytes(mesh: Mesh, transform: ExportTransform) -> bytes:
+def _glb_bytes(mesh: Mesh, transform: ExportTransform, provenance: dict[str, Any] | None) -> bytes:
     data = to_trimesh(mesh, transform, gltf=True).export(file_type="glb", include_normals=True)
+    colors = None
     if mesh.vertex_colors is not None and not mesh.is_textured:
-        data = add_color_attribute(data, srgb_to_linear(mesh.vertex_colors))
-    return data
-
-
-def add_color_attribute(glb: bytes, linear_rgb: np.ndarray) -> bytes:
-    """Add ``COLOR_0`` (unsigned short, normalised, VEC4) to the one primitive of a GLB.
-
-    16 bits because COLOR_0 is linear: 8 bits leave too few levels in the darks
-    (every sRGB value below 0.05 would collapse to 0). trimesh writes only 8-bit colours,
-    so the attribute is appended to the finished file, following the GLB layout of the
-    glTF 2.0 specification (12-byte header, JSON chunk, BIN chunk, 4-byte alignment).
-    """
-    import json
-    import struct
-
-    magic, version, _ = struct.unpack_from("<4sII", glb, 0)
-    if magic != b"glTF" or version != 2:
-        raise ValueError("not a glTF 2.0 binary")
-    json_len, json_type = struct.unpack_from("<II", glb, 12)
-    tree = json.loads(glb[20 : 20 + json_len])
-    offset = 20 + json_len
-    if offset < len(glb):
-        bin_len, _ = struct.unpack_from("<II", glb, offset)
-        binary = bytearray(glb[offset + 8 : offset + 8 + bin_len])
-    else:
-        binary = bytearray()
-    (primitive,) = [p for m in tree["meshes"] for p in m["primitives"]]
-    count = tree["accessors"][primitive["attributes"]["POSITION"]]["count"]
-    if len(linear_rgb) != count:
-        raise ValueError(f"{len(linear_rgb)} colours for {count} vertices")
-    rgba = np.ones((count, 4))
-    rgba[:, :3] = np.clip(linear_rgb, 0.0, 1.0)
-    data = np.round(rgba * 65535).astype("<u2").tobytes()  # 8 bytes per vertex: 4-byte aligned
-    binary += b"\0" * (-len(binary) % 4)
-    tree.setdefault("bufferViews", []).append(
-        {"buffer": 0, "byteOffset": len(binary), "byteLength": len(data), "target": 34962}
+        colors = srgb_to_linear(mesh.vertex_colors)
+    return _glb.finish_glb(
+        data, generator=generator(), provenance=provenance,
+        images=[encode_png(mesh.texture)] if mesh.is_textured else None, color_0=colors,
     )
-    binary += data
-    tree["accessors"].append(
-        {"bufferView": len(tree["bufferViews"]) - 1, "componentType": 5123, "normalized": True, "count": count, "type": "VEC4"}
-    )
-    primitive["attributes"]["COLOR_0"] = len(tree["accessors"]) - 1
-    tree["buffers"] = [{"byteLength": len(binary)}]
-    text = json.dumps(tree, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 4)
-    total = 12 + 8 + len(text) + 8 + len(binary)
-    return b"".join([
-        struct.pack("<4sII", b"glTF", 2, total), struct.pack("<II", len(text), json_type), text,
-        struct.pack("<II", len(binary), 0x004E4942), bytes(binary),
-    ])
 
 
-def encode_glb(mesh: Mesh, size: float | None = 1.0) -> bytes:
-    """The GLB file as bytes (for ``-o -``)."""
-    return _glb_bytes(mesh, export_transform(mesh, size))
+def encode_glb(mesh: Mesh, size: float | None = 1.0, *, provenance: Mapping[str, Any] | None = None) -> bytes:
+    """The GLB file as bytes (for ``-o -``); ``provenance`` as for :func:`export_mesh`."""
+    return _glb_bytes(mesh, export_transform(mesh, size), normalize_provenance(provenance))
 
 
 def vertex_colored(mesh: Mesh) -> Mesh:
@@ -260,67 +206,65 @@ def vertex_colored(mesh: Mesh) -> Mesh:
     return merge_duplicate_vertices(Mesh(mesh.vertices, mesh.faces, colors, metadata=dict(mesh.metadata)))
 
 
-def export_mesh(mesh: Mesh, path: str | Path, fmt: MeshFormat | None = None, size: float | None = 1.0) -> list[Path]:
-    """Write ``mesh`` to ``path`` atomically; return every file written (a textured OBJ adds .mtl and .png)."""
+def export_mesh(
+    mesh: Mesh,
+    path: str | Path,
+    fmt: MeshFormat | None = None,
+    size: float | None = 1.0,
+    *,
+    provenance: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Write ``mesh`` to ``path`` atomically; return every file written (a textured OBJ adds .mtl and .png).
+
+    ``provenance``: how the mesh was made (model, seed, steps, scheduler, options…), a
+    JSON-like mapping recorded in the file; keep it free of times and absolute paths, or the
+    outputs stop being reproducible. Checked (TypeError / ValueError) before anything is written.
+    """
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".").lower()) or "glb"
     if fmt not in FORMATS:
         from instantmesh_cli.errors import UsageError
 
         raise UsageError(f"unknown output format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    provenance = normalize_provenance(provenance)
     transform = export_transform(mesh, size)
     if fmt == "glb":
-        data = _glb_bytes(mesh, transform)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-        return [path]
-    if fmt == "ply":
+        data = _glb_bytes(mesh, transform, provenance)
+    elif fmt == "ply":
         data = to_trimesh(vertex_colored(mesh), transform).export(file_type="ply")
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-        return [path]
-    return _write_obj(mesh, transform, path)
+        comments = [f"generator: {generator()}"]
+        if provenance is not None:
+            comments.append("provenance: " + _ply.json_for_comment(provenance_json(provenance)))
+        data = _ply.with_comments(data, comments)
+    else:
+        return _write_obj(mesh, transform, path, provenance)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return [path]
 
 
-def _write_obj(mesh: Mesh, transform: ExportTransform, path: Path) -> list[Path]:
+def _write_obj(mesh: Mesh, transform: ExportTransform, path: Path, provenance: dict[str, Any] | None) -> list[Path]:
     """OBJ (+ MTL + PNG side by side when textured). Vertex colours go on the ``v`` lines.
 
     A textured mesh is written welded: one ``v`` per position, one ``vt`` per UV vertex,
     ``f v/vt``, so tools see one connected surface rather than charts with cracks.
     """
     vertices = transform.apply(mesh.vertices)
-    head = ["# written by imesh (glTF frame: +Y up, front +Z, metres)"]
-    written: list[Path] = []
-    body = io.StringIO()
-    if mesh.is_textured:
-        png_path = path.with_name(f"{path.stem}{TEXTURE_SUFFIX}")
-        mtl_path = path.with_name(f"{path.stem}.mtl")
-        buf = io.BytesIO()
-        texture_image(mesh.texture).save(buf, format="PNG")
-        mtl = (
-            "# written by imesh\nnewmtl material_0\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nNs 0\nd 1\nillum 1\n"
-            f"map_Kd {png_path.name}\n"
-        )
-        with atomic_path(png_path) as tmp:
-            tmp.write_bytes(buf.getvalue())
-        with atomic_path(mtl_path) as tmp:
-            tmp.write_text(mtl)
-        written += [png_path, mtl_path]
-        head.append(f"mtllib {mtl_path.name}")
-        positions, pos_index = weld_positions(vertices)
-        body.write("\n".join(head) + "\n")
-        np.savetxt(body, positions, fmt="v %.6f %.6f %.6f")
-        np.savetxt(body, mesh.uv, fmt="vt %.6f %.6f")
-        body.write("usemtl material_0\n")
-        corners = np.stack([pos_index[mesh.faces] + 1, mesh.faces + 1], axis=2).reshape(-1, 6)
-        np.savetxt(body, corners, fmt="f %d/%d %d/%d %d/%d")
-    else:
-        body.write("\n".join(head) + "\n")
-        if mesh.vertex_colors is not None:
-            np.savetxt(body, np.concatenate([vertices, mesh.vertex_colors], axis=1), fmt="v %.6f %.6f %.6f %.4f %.4f %.4f")
-        else:
-            np.savetxt(body, vertices, fmt="v %.6f %.6f %.6f")
-        np.savetxt(body, mesh.faces + 1, fmt="f %d %d %d")
+    prov = provenance_json(provenance) if provenance is not None else None
+    head = _obj.header(generator(), prov, "glTF frame: +Y up, front +Z, metres")
+    if not mesh.is_textured:
+        text = _obj.obj_text(head, vertices, mesh.faces, vertex_colors=mesh.vertex_colors)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8", newline="\n")
+        return [path]
+    png_path = path.with_name(f"{path.stem}{TEXTURE_SUFFIX}")
+    mtl_path = path.with_name(f"{path.stem}.mtl")
+    positions, pos_index = weld_positions(vertices)
+    text = _obj.obj_text(head, positions, pos_index[mesh.faces], uv=mesh.uv, uv_faces=mesh.faces, mtllib=mtl_path.name)
+    with atomic_path(png_path) as tmp:
+        tmp.write_bytes(encode_png(mesh.texture))
+    with atomic_path(mtl_path) as tmp:
+        tmp.write_text(_obj.mtl_text(_obj.header(generator(), prov), png_path.name), encoding="utf-8", newline="\n")
     with atomic_path(path) as tmp:
-        tmp.write_text(body.getvalue())
-    return [path, *written]
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+    return [path, png_path, mtl_path]

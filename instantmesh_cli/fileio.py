@@ -2,6 +2,10 @@
 
 An interrupted run therefore never leaves a half-written output behind, and an
 existing file is only replaced once the new one is complete.
+
+Permissions: ``mkstemp`` creates its file 0600, and the rename carries that mode onto
+the target (also onto a file that was 0644 before). Outputs instead get
+``0666 & ~umask``, the mode ``open(path, "w")`` would give them.
 """
 
 from __future__ import annotations
@@ -12,20 +16,67 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+_PROC_STATUS = "/proc/self/status"
+
+
+def _umask_from_proc() -> int | None:
+    """The umask as Linux reports it (kernel 4.7+), without changing it; None where unavailable."""
+    try:
+        with open(_PROC_STATUS, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_by_setting() -> int:
+    # Setting the umask is the only portable way to read it. It is process-wide, so a
+    # file another thread creates in between gets the mask set here (077: stricter, never
+    # laxer than intended); hence it runs once, at import, and only where /proc cannot answer.
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
+
+
+_FALLBACK_UMASK = None if _umask_from_proc() is not None else _umask_by_setting()
+
+
+def current_umask() -> int:
+    """The process umask: read afresh on Linux (so a later ``os.umask`` call counts), else as at import."""
+    mask = _umask_from_proc()
+    if mask is not None:
+        return mask
+    if _FALLBACK_UMASK is not None:
+        return _FALLBACK_UMASK
+    return _umask_by_setting()  # /proc answered at import but not now (e.g. unmounted): rare
+
+
+def output_mode() -> int:
+    return 0o666 & ~current_umask()
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
 
     The temporary name keeps the target's suffix so that libraries which choose a
-    format from the file name (PIL, trimesh) still do the right thing.
+    format from the file name (PIL, trimesh) still do the right thing. Writers must
+    write into the existing temporary file (``write_bytes``, ``open(..., "w")``), not
+    replace it, so the mode set here survives.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
     try:
+        try:
+            os.fchmod(fd, output_mode())
+        except OSError:
+            pass  # filesystems without Unix modes (vfat, some network mounts) refuse; the content still counts
+        finally:
+            os.close(fd)
         yield tmp_path
         os.replace(tmp_path, target)
     except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +55,30 @@ def glb_json(data: bytes) -> dict:
     return json.loads(data[20 : 20 + n])
 
 
+def glb_bin(data: bytes) -> bytes:
+    n = struct.unpack("<I", data[12:16])[0]
+    m = struct.unpack("<I", data[20 + n : 24 + n])[0]
+    return data[28 + n : 28 + n + m]
+
+
+def glb_image(data: bytes, index: int = 0) -> bytes:
+    tree = glb_json(data)
+    view = tree["bufferViews"][tree["images"][index]["bufferView"]]
+    return glb_bin(data)[view.get("byteOffset", 0) : view.get("byteOffset", 0) + view["byteLength"]]
+
+
+def png_chunks(png: bytes) -> list[str]:
+    """Chunk types of a PNG, in order, with runs of IDAT counted once."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    out, i = [], 8
+    while i < len(png):
+        n, kind = struct.unpack(">I4s", png[i : i + 8])
+        if not (out and out[-1] == kind.decode() == "IDAT"):
+            out.append(kind.decode())
+        i += 12 + n
+    return out
+
+
 def load_glb(data: bytes):
     import trimesh
 
@@ -91,7 +116,8 @@ def test_textured_glb_material_texture_uv_and_normals():
     tm = load_glb(data)
     img = tm.visual.material.baseColorTexture
     np.testing.assert_array_equal(np.asarray(img.convert("RGB")), mesh.texture)  # sRGB bytes as they are
-    assert img.info.get("icc_profile")  # tagged sRGB
+    # sRGB by glTF's definition: no colour-space chunk of its own (nor anything else but pixels).
+    assert png_chunks(glb_image(data)) == ["IHDR", "IDAT", "IEND"] and not img.info
     np.testing.assert_allclose(np.asarray(tm.visual.uv), mesh.uv, atol=1e-6)  # origin bottom-left kept
     np.testing.assert_allclose(tm.vertices, export_transform(mesh).apply(mesh.vertices), atol=1e-6)
     np.testing.assert_array_equal(tm.faces, mesh.faces)
@@ -179,3 +205,135 @@ def test_smooth_normals_and_unknown_format(tmp_path):
     assert (np.sum(n * v / np.linalg.norm(v, axis=1, keepdims=True), axis=1) > 0.99).all()
     with pytest.raises(UsageError):
         export_mesh(Mesh(v, f), tmp_path / "x.stl")
+
+
+# ------------------------------------------------------------------------------ reproducible bytes, provenance
+
+PROVENANCE = {
+    "model": "TencentARC/InstantMesh:instant-mesh-large",
+    "seed": 42,
+    "steps": 75,
+    "scheduler": "EulerAncestralDiscreteScheduler",
+    "options": {"views": 6, "texture_size": 1024, "remove_background": True, "scale": 1.0},
+}
+
+def _export_all(arrays, provenance, out) -> None:
+    """A textured and a vertex-coloured mesh in every format (run here and in a subprocess)."""
+    out = Path(out)
+    textured = Mesh(arrays["v"], arrays["f"], arrays["c"], arrays["uv"], arrays["tex"])
+    coloured = Mesh(arrays["v"], arrays["f"], arrays["c"])
+    for name, mesh in (("tex", textured), ("col", coloured)):
+        for fmt in ("glb", "obj", "ply"):
+            export_mesh(mesh, out / f"{name}.{fmt}", provenance=provenance)
+
+
+_SUBPROCESS = (
+    "import json, sys; import numpy as np; sys.path.insert(0, sys.argv[1]); from test_export import _export_all; "
+    "_export_all(np.load(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4])"
+)
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_same_mesh_gives_identical_bytes_across_calls_and_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    mesh = textured_sphere()
+    arrays = tmp_path / "mesh.npz"
+    np.savez(arrays, v=mesh.vertices, f=mesh.faces, c=mesh.vertex_colors, uv=mesh.uv, tex=mesh.texture)
+    _export_all(np.load(arrays), PROVENANCE, tmp_path / "a")
+    time.sleep(1.1)  # anything stamped with the time (to the second) now differs
+    _export_all(np.load(arrays), PROVENANCE, tmp_path / "b")
+    # Another process, with another hash seed: no set/dict order or cached state can carry over.
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONHASHSEED": "12345",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tests.parent), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", _SUBPROCESS, str(tests), str(arrays), json.dumps(PROVENANCE), str(tmp_path / "c")],
+                   check=True, env=env, cwd=tmp_path, timeout=300)
+    a, b, c = (_files(tmp_path / run) for run in "abc")
+    assert sorted(a) == sorted([
+        "col.glb", "col.obj", "col.ply", "tex.glb", "tex.mtl", "tex.obj", "tex.ply", "tex_texture.png",
+    ])
+    for name in a:
+        assert a[name] == b[name], f"{name} differs between two calls"
+        assert a[name] == c[name], f"{name} differs in another process"
+    # The same PNG, carrying nothing but pixels, in the GLB and beside the OBJ.
+    assert glb_image(a["tex.glb"]) == a["tex_texture.png"]
+    assert png_chunks(a["tex_texture.png"]) == ["IHDR", "IDAT", "IEND"]
+    # And the provenance's insertion order does not matter.
+    shuffled = {k: PROVENANCE[k] for k in reversed(list(PROVENANCE))}
+    shuffled["options"] = {k: PROVENANCE["options"][k] for k in reversed(list(PROVENANCE["options"]))}
+    assert encode_glb(mesh, provenance=shuffled) == a["tex.glb"]
+
+
+def test_glb_records_generator_and_provenance():
+    from instantmesh_cli import __version__
+
+    mesh = textured_sphere()
+    data = encode_glb(mesh, provenance={**PROVENANCE, "seed": np.int64(42), "options": {**PROVENANCE["options"], "scale": np.float32(1.0)}})
+    asset = glb_json(data)["asset"]
+    assert asset["generator"] == f"imesh {__version__}" and asset["version"] == "2.0"
+    assert asset["extras"] == {"provenance": PROVENANCE}
+    raw = data[20 : 20 + struct.unpack("<I", data[12:16])[0]].decode()
+    assert raw.index('"model"') < raw.index('"options"') < raw.index('"scheduler"') < raw.index('"seed"') < raw.index('"steps"')
+    # Without provenance: still our generator, and no extras at all.
+    plain = glb_json(encode_glb(mesh))["asset"]
+    assert plain == {"generator": f"imesh {__version__}", "version": "2.0"}
+    # trimesh still reads the file as before.
+    tm = load_glb(data)
+    np.testing.assert_allclose(tm.vertices, export_transform(mesh).apply(mesh.vertices), atol=1e-6)
+
+
+def test_glb_buffer_views_have_targets():
+    for mesh in (textured_sphere(), Mesh(*sphere()), Mesh(*sphere(), np.full((162, 3), 0.5, np.float32))):
+        tree = glb_json(encode_glb(mesh))
+        prim = tree["meshes"][0]["primitives"][0]
+        views = tree["bufferViews"]
+        for accessor in prim["attributes"].values():
+            assert views[tree["accessors"][accessor]["bufferView"]]["target"] == 34962
+        assert views[tree["accessors"][prim["indices"]]["bufferView"]]["target"] == 34963
+        for image in tree.get("images", []):
+            assert "target" not in views[image["bufferView"]]  # only vertex and index data have one
+        assert all(v["byteOffset"] % 4 == 0 for v in views)
+        assert sum(v["byteLength"] for v in views) <= tree["buffers"][0]["byteLength"]
+
+
+def test_obj_mtl_and_ply_headers_carry_generator_and_provenance(tmp_path):
+    import trimesh
+
+    from instantmesh_cli import __version__
+
+    line = "# provenance: " + json.dumps(PROVENANCE, sort_keys=True, separators=(",", ":"))
+    export_mesh(textured_sphere(), tmp_path / "t.obj", provenance=PROVENANCE)
+    obj = (tmp_path / "t.obj").read_text().splitlines()
+    assert obj[:2] == [f"# generator: imesh {__version__}", line]
+    assert (tmp_path / "t.mtl").read_text().splitlines()[:2] == obj[:2]
+    assert len(trimesh.load(tmp_path / "t.obj", process=False).faces) == textured_sphere().num_faces
+    # PLY: comment lines in the header, trimesh's own comment replaced; readers still parse it,
+    # even when a provenance value contains the header's end marker.
+    tricky = {**PROVENANCE, "note": "end_header"}
+    export_mesh(Mesh(*sphere()), tmp_path / "p.ply", provenance=tricky)
+    data = (tmp_path / "p.ply").read_bytes()
+    head = data[: data.index(b"end_header\n")].decode("ascii").splitlines()
+    comments = [h for h in head if h.startswith("comment")]
+    assert comments[0] == f"comment generator: imesh {__version__}"
+    assert json.loads(comments[1].removeprefix("comment provenance: ")) == tricky
+    assert len(comments) == 2 and head[:2] == ["ply", "format binary_little_endian 1.0"]
+    tm = trimesh.load(tmp_path / "p.ply", process=False)
+    assert len(tm.faces) == len(sphere()[1])
+
+
+def test_bad_provenance_is_refused_before_writing(tmp_path):
+    mesh = Mesh(*sphere())
+    for bad, error in (({"seed": float("nan")}, ValueError), ({"when": object()}, TypeError), ({1: "x"}, TypeError),
+                       (["not", "a", "mapping"], TypeError)):
+        with pytest.raises(error):
+            export_mesh(mesh, tmp_path / "x.glb", provenance=bad)
+        with pytest.raises(error):
+            encode_glb(mesh, provenance=bad)
+    assert list(tmp_path.iterdir()) == []
