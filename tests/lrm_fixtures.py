@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from instantmesh_cli import settings
+from instantmesh_cli.reconstruction import config
 from instantmesh_cli.reconstruction.config import tiny_config
 from instantmesh_cli.reconstruction.synthetic import (  # noqa: F401 - re-exported for the tests
     COLOR_GAIN,
@@ -39,8 +40,8 @@ def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor]) -> Path:
 def serve_tiny_variant(fake_hub, monkeypatch, name: str, state: dict[str, torch.Tensor], preprocessor: bytes = DINO_PREPROCESSOR):
     """Register a tiny stand-in for ``name`` and serve its checkpoint + DINO files on the fake hub."""
     variant = settings.get_variant(name)
-    cfg = tiny_config(variant.config)
-    monkeypatch.setitem(settings.VARIANTS, name, settings.ModelVariant(name, cfg, variant.checkpoint))
+    cfg = tiny_config(config.variant_config(name))
+    monkeypatch.setitem(config.VARIANT_CONFIGS, name, cfg)
     monkeypatch.setattr(settings, "FILE_FACTS", {})
     sha = fake_hub.new_commit(settings.INSTANTMESH_REPO, {variant.checkpoint: checkpoint_bytes(state)})
     monkeypatch.setenv(settings.revision_env_var(settings.INSTANTMESH_REPO), sha)

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from instantmesh_cli.batch import derive_seed, expand_inputs, plan_outputs, read_list
+from instantmesh_cli.chain.job import derive_seed
+from instantmesh_cli.inputs import expand_inputs, plan_outputs, read_list
 from instantmesh_cli.errors import UsageError
 
 FORMATS = ("glb", "obj", "ply")

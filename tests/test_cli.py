@@ -44,12 +44,20 @@ def test_help_imports_no_heavy_library():
 
 
 def test_light_name_lists_match_the_library():
-    from instantmesh_cli.cli.common import SCHEDULER_NAMES, UV_METHODS
+    from typing import get_args
+
+    from instantmesh_cli import settings
+    from instantmesh_cli.chain.options import DTYPES, SCHEDULERS, UV_METHODS
+    from instantmesh_cli.cli import options
+    from instantmesh_cli.device import DTYPE_NAMES
     from instantmesh_cli.multiview.schedulers import SAMPLERS
+    from instantmesh_cli.reconstruction.config import VARIANT_CONFIGS
     from instantmesh_cli.texture import uv
 
-    assert UV_METHODS == uv.UV_METHODS
-    assert set(SCHEDULER_NAMES) == set(SAMPLERS)
+    assert UV_METHODS == uv.UV_METHODS == get_args(options.UvName)
+    assert set(SCHEDULERS) == set(SAMPLERS) == set(get_args(options.SchedulerName))
+    assert set(settings.VARIANTS) == set(VARIANT_CONFIGS) == set(get_args(options.ModelName))
+    assert DTYPES == DTYPE_NAMES == get_args(options.DtypeName)
 
 
 def test_library_warnings_become_one_line(capsys):

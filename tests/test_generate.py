@@ -17,6 +17,7 @@ from PIL import Image
 import lrm_fixtures as fx
 from instantmesh_cli import settings
 from instantmesh_cli.cli import run
+from instantmesh_cli.chain.job import derive_seed
 from instantmesh_cli.reconstruction import config
 from multiview_fixtures import make_tiny_zero123plus, make_white_unet_bin
 
@@ -44,9 +45,7 @@ def served(assets, fake_hub, monkeypatch, tmp_path):
     """Every weight file on the fake hub at fresh commits; imesh pointed at them with empty caches."""
     from huggingface_hub import constants
 
-    name = "instant-mesh-large"
-    variant = settings.get_variant(name)
-    monkeypatch.setitem(settings.VARIANTS, name, settings.ModelVariant(name, assets["cfg"], variant.checkpoint))
+    monkeypatch.setitem(config.VARIANT_CONFIGS, "instant-mesh-large", assets["cfg"])
     monkeypatch.setattr(settings, "FILE_FACTS", {})
     for repo, files in (
         (settings.ZERO123PLUS_REPO, assets["zero123plus"]),
@@ -102,12 +101,12 @@ def test_one_photo_to_glb_with_json(served, tmp_path, capsys):
     assert code == 0, captured.err
     record = json.loads(captured.out.strip())
     assert set(record) == {
-        "input", "output", "status", "error", "seed", "seconds", "total_seconds",
+        "input", "output", "status", "error", "warnings", "seed", "seconds", "total_seconds",
         "vertices", "faces", "psnr_before", "psnr_after", "files",
     }
     assert record["status"] == "ok" and record["error"] is None and record["output"] == str(out)
     assert {"prepare", "multiview", "reconstruct", "export"} <= set(record["seconds"])
-    assert record["seed"] == __import__("instantmesh_cli.batch", fromlist=["x"]).derive_seed(42, "mug.png")
+    assert record["seed"] == derive_seed(42, "mug.png")
     mesh = load_glb(out)
     assert record["faces"] == len(mesh.faces) > 100
     check_octahedron(mesh)
@@ -147,27 +146,27 @@ def test_stdin_bytes_in_glb_bytes_out(served, tmp_path, monkeypatch, capsysbinar
 
 
 def test_skip_existing_and_interrupted_batch_resumes(served, tmp_path, monkeypatch, capsys):
-    from instantmesh_cli.pipeline import ImeshPipeline
+    from instantmesh_cli.reconstruction import stage
 
     folder = tmp_path / "in"
     folder.mkdir()
     for name in ("a", "b", "c"):
         photo(folder / f"{name}.png")
     out = tmp_path / "out"
-    real = ImeshPipeline.reconstruct
+    real = stage.reconstruct
     calls = {"n": 0}
 
-    def interrupt_second(self, grid):
+    def interrupt_second(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(self, grid)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(ImeshPipeline, "reconstruct", interrupt_second)
+    monkeypatch.setattr(stage, "reconstruct", interrupt_second)
     assert run(["generate", str(folder), "-o", f"{out}/", "--no-texture", *FAST]) == 130
     assert sorted(p.name for p in out.iterdir()) == ["a.glb"]  # finished output kept, nothing partial
     capsys.readouterr()
-    monkeypatch.setattr(ImeshPipeline, "reconstruct", real)
+    monkeypatch.setattr(stage, "reconstruct", real)
     assert run(["generate", str(folder), "-o", f"{out}/", "--json", "--skip-existing", "--no-texture", *FAST]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["status"] for r in records] == ["skipped", "ok", "ok"]

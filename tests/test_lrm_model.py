@@ -13,6 +13,7 @@ import lrm_fixtures as fx
 from instantmesh_cli import settings
 from instantmesh_cli.errors import WeightsError
 from instantmesh_cli.mesh import Mesh, signed_volume
+from instantmesh_cli.chain.models import load_reconstruction_model
 from instantmesh_cli.reconstruction import cameras, config, loading, surface
 from instantmesh_cli.reconstruction.encoder import Embeddings, ModulatedLayer
 from instantmesh_cli.reconstruction.model import ReconstructionModel
@@ -91,7 +92,7 @@ def released_layout(layers: int, c: int, kind: str) -> dict[str, tuple[int, ...]
 @pytest.mark.parametrize("name", list(RELEASED))
 def test_key_set_and_shapes_equal_released_layout(name):
     cfg, n_tensors, n_params = RELEASED[name]
-    assert settings.get_variant(name).config == cfg
+    assert config.variant_config(name) == cfg and settings.get_variant(name).kind == cfg.kind
     model = loading.build_model(cfg, "meta")
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert len(got) == n_tensors
@@ -446,14 +447,14 @@ def test_load_model_through_the_fake_hub(fake_hub, monkeypatch):
     cfg = config.tiny_config(config.INSTANT_NERF_LARGE)
     state = fx.random_state(cfg, seed=7)
     fx.serve_tiny_variant(fake_hub, monkeypatch, "instant-nerf-large", state)
-    model = loading.load_model("instant-nerf-large", device="cpu")
+    model = load_reconstruction_model("instant-nerf-large", device="cpu")
     ref = ReconstructionModel(cfg).eval()
     ref.load_state_dict(state)
     images = torch.rand(1, 4, 3, cfg.input_size, cfg.input_size)
     cams = cameras.zero123plus_cameras(4)[None]
     torch.testing.assert_close(model.forward_planes(images, cams), ref.forward_planes(images, cams))
     # second load: from the cache, offline
-    again = loading.load_model("instant-nerf-large", offline=True)
+    again = load_reconstruction_model("instant-nerf-large", offline=True)
     torch.testing.assert_close(again.transformer.pos_embed, ref.transformer.pos_embed)
 
 
@@ -462,7 +463,7 @@ def test_dino_preprocessor_statistics_are_used(fake_hub, monkeypatch):
     state = fx.random_state(cfg, seed=2)
     imagenet = b'{"do_normalize": true, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}'
     fx.serve_tiny_variant(fake_hub, monkeypatch, "instant-mesh-base", state, preprocessor=imagenet)
-    model = loading.load_model("instant-mesh-base")
+    model = load_reconstruction_model("instant-mesh-base")
     assert model.cfg.encoder.image_mean == (0.485, 0.456, 0.406)
     x = torch.full((1, 1, 3, 4, 4), 0.5)
     torch.testing.assert_close(

@@ -54,11 +54,11 @@ def _object_png(path, size=96):
 def test_pipeline_from_the_fake_hub_matches_the_local_folder(pinned, fake_hub):
     import torch
 
-    from instantmesh_cli.multiview.loading import load_pipeline
+    from instantmesh_cli.chain.models import load_multiview_pipeline
     from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
 
     fake_hub.clear_log()
-    pipe = load_pipeline(device="cpu", dtype=torch.float32)
+    pipe = load_multiview_pipeline(device=torch.device("cpu"), dtype=torch.float32)
     downloaded = {r.path.split("/resolve/")[1].split("/", 1)[1] for r in fake_hub.file_downloads()}
     # the v1.2 UNet weights are never fetched: the white-background UNet replaces them
     assert "unet/config.json" in downloaded and settings.WHITE_UNET_FILE in downloaded

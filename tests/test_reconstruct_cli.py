@@ -19,7 +19,7 @@ from instantmesh_cli.cli import run
 from instantmesh_cli.export import export_transform, vertex_colors_from_gltf
 from instantmesh_cli.reconstruction import config
 from instantmesh_cli.reconstruction.inputs import views_from_images, views_to_tensor
-from instantmesh_cli.reconstruction.loading import load_model
+from instantmesh_cli.chain.models import load_reconstruction_model
 from instantmesh_cli.reconstruction.stage import reconstruct
 
 
@@ -65,7 +65,7 @@ def test_grid_to_glb_in_gltf_frame(mesh_large, tmp_path, capsys):
 
     # exactly the library's mesh, through the one model→glTF conversion
     picked = views_from_images([Image.open(grid)], [grid])
-    model = load_model("instant-mesh-large")
+    model = load_reconstruction_model("instant-mesh-large")
     mesh = reconstruct(model, views_to_tensor(picked, model.cfg.input_size)).mesh
     np.testing.assert_allclose(tm.vertices, export_transform(mesh).apply(mesh.vertices), atol=1e-6)
 
@@ -128,11 +128,11 @@ def test_nerf_variant_writes_obj(fake_hub, monkeypatch, tmp_path):
     "args, code, message",
     [
         (["--views", "5"], 2, "--views must be 4 or 6"),
-        (["--model", "nope"], 2, "unknown model"),
-        (["--format", "stl"], 2, "unknown --format"),
+        (["--model", "nope"], 2, "Invalid value for '--model' / '-m': 'nope' is not one of 'instant-mesh-large'"),
+        (["--format", "stl"], 2, "Invalid value for '--format' / '-f': 'stl' is not one of 'glb', 'obj', 'ply'"),
         (["--scale", "0"], 2, "--scale must be positive"),
         (["--device", "tpu"], 2, "device"),
-        (["--dtype", "fp8"], 2, "unknown dtype"),
+        (["--dtype", "fp8"], 2, "Invalid value for '--dtype': 'fp8' is not one of"),
     ],
 )
 def test_bad_options_are_usage_errors(tmp_path, capfd, args, code, message):

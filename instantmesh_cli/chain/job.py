@@ -73,6 +73,7 @@ class Job:
     images: list["Image.Image"] = field(default_factory=list)  # read
     prepared: "PreparedImage | None" = None  # prepare
     views: "Image.Image | None" = None  # multiview: the 3×2 grid
+    view_images: "list[Image.Image] | None" = None  # the views the model gets, in camera order (on white)
     view_tensor: "torch.Tensor | None" = None  # reconstruct: (1, V, 3, S, S) model input
     reconstruction: "Reconstruction | None" = None  # reconstruct
     mesh: "Mesh | None" = None  # reconstruct, then texture

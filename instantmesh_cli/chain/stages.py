@@ -40,6 +40,14 @@ def read(models: "Models", job: "Job") -> None:
             job.images.append(load_image(item.path))
 
 
+def read_views(models: "Models", job: "Job") -> None:
+    """Decode the user's views (one 3×2 grid, or 6 / 4 view files) and check their layout → ``job.view_images``."""
+    from instantmesh_cli.reconstruction.inputs import views_from_images
+
+    read(models, job)
+    job.view_images = views_from_images(job.images, [i.label for i in job.inputs], views=models.options.views)
+
+
 def prepare(models: "Models", job: "Job") -> None:
     """Background removal (unless the photo has real alpha) and recentring → ``job.prepared``."""
     from instantmesh_cli.images import has_real_alpha, prepare_image
@@ -92,11 +100,9 @@ def reconstruct(models: "Models", job: "Job") -> None:
 
     o = models.options
     model = models.reconstructor
-    if job.views is not None:
-        picked = views_from_images([job.views], [job.name], views=o.views)
-    else:
-        picked = views_from_images(job.images, [i.label for i in job.inputs], views=o.views)
-    job.view_tensor = views_to_tensor(picked, model.cfg.input_size)
+    if job.view_images is None:
+        job.view_images = views_from_images([job.views], [job.name], views=o.views)
+    job.view_tensor = views_to_tensor(job.view_images, model.cfg.input_size)
     job.reconstruction = run_reconstruction(
         model, job.view_tensor, scale=o.scale, clean=o.clean, surface_only=o.surface_only
     )
@@ -154,6 +160,7 @@ class Stage:
 
 
 READ = Stage("read", read, "front")
+READ_VIEWS = Stage("read", read_views, "front")
 PREPARE = Stage("prepare", prepare, "front")
 LOAD = Stage("load", load, "gpu")
 LOAD_MULTIVIEW = Stage("load", load_multiview, "gpu")
@@ -167,7 +174,7 @@ EXPORT = Stage("export", export, "back")
 PHOTO_TO_MESH = (READ, PREPARE, LOAD, MULTIVIEW, RECONSTRUCT, TEXTURE, EXPORT)  # generate, the API, bench, server
 PHOTO_TO_CUTOUT = (READ, PREPARE, EXPORT)  # imesh prepare
 PHOTO_TO_VIEWS = (READ, PREPARE, LOAD_MULTIVIEW, MULTIVIEW, EXPORT)  # imesh multiview
-VIEWS_TO_MESH = (READ, LOAD_RECONSTRUCTION, RECONSTRUCT, TEXTURE, EXPORT)  # imesh reconstruct
+VIEWS_TO_MESH = (READ_VIEWS, LOAD_RECONSTRUCTION, RECONSTRUCT, TEXTURE, EXPORT)  # imesh reconstruct
 
 
 def describe(exc: BaseException) -> str:

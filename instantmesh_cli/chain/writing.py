@@ -19,8 +19,14 @@ def _cannot_write(path: Path, exc: OSError) -> ImeshError:
 
 
 def png_bytes(image: "Image.Image") -> bytes:
+    """PNG bytes of the pixels alone: the source's ICC profile, dpi or text chunks would make
+    the same job write different bytes from different photos' metadata."""
+    from instantmesh_cli.exchange.png import COMPRESS_LEVEL
+
+    bare = image.copy()
+    bare.info.clear()
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    bare.save(buf, format="PNG", compress_level=COMPRESS_LEVEL)
     return buf.getvalue()
 
 

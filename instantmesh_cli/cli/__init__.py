@@ -80,7 +80,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     except _USAGE as exc:
         command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "imesh"
-        error_line(f"{exc.format_message()} (see '{command} --help')")
+        # click's wording for a bad choice carries pydantic-style "Value error, "; the rest reads well.
+        error_line(f"{exc.format_message().replace('Value error, ', '')} (see '{command} --help')")
         return 2
     except _CLICK_ERROR as exc:
         error_line(exc.format_message())
