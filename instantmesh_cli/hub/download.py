@@ -75,8 +75,9 @@ class _CallbackBar(tqdm):
 def progress_bar_class(progress: Progress | None) -> type[tqdm]:
     """A tqdm class for ``hf_hub_download(tqdm_class=...)`` that feeds ``progress``.
 
-    huggingface_hub takes a class, not an instance, and may create more than one
-    bar per file; each instance reports to the same callback.
+    huggingface_hub takes a class, not an instance, hence one class per callback.
+    It makes one bar per file (its HTTP retries reuse it; its Xet path does too
+    because the class has ``update_transfer``), so ``done`` never jumps back.
     """
     return type("ImeshDownloadBar", (_CallbackBar,), {"callback": staticmethod(progress) if progress else None})
 
