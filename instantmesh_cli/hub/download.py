@@ -77,7 +77,7 @@ def progress_bar_class(progress: Progress | None) -> type[tqdm]:
 
     huggingface_hub takes a class, not an instance, hence one class per callback.
     It makes one bar per file (its HTTP retries reuse it; its Xet path does too
-    because the class has ``update_transfer``), so ``done`` never jumps back.
+    because the class has ``update_transfer``), so the callback sees one count per file.
     """
     return type("ImeshDownloadBar", (_CallbackBar,), {"callback": staticmethod(progress) if progress else None})
 
