@@ -2,8 +2,9 @@
 
 Each check returns one :class:`Check` line — ``ok``, ``warn`` (works, but slower or
 degraded, or something will be fetched on first use) or ``fail`` (a job will not
-run) — with the fix. Nothing here touches the network: weights are looked up in
-``--weights-dir`` / ``IMESH_WEIGHTS_DIR`` and the Hugging Face cache only.
+run) — with the fix. The only network access is one metadata request to the Hub
+(bounded by ``IMESH_HUB_TIMEOUT``, skipped in offline mode); weights are looked up
+in ``--weights-dir`` / ``IMESH_WEIGHTS_DIR`` and the Hugging Face cache only.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def run_checks(*, weights_dir: str | os.PathLike[str] | None = None, gpu_test: b
     add("nvdiffrast", lambda: check_nvdiffrast(build=gpu_test))
     add("onnxruntime", check_onnxruntime)
     add("rembg model", check_rembg_model)
+    add("hub", check_hub)
+    add("hf_xet", check_hf_xet)
     add("weights", lambda: check_weights(weights_dir))
     add("paths", check_paths)
     return checks
@@ -230,6 +233,40 @@ def check_rembg_model() -> Check:
     return Check("rembg model", WARN, f"{model} is not downloaded yet: it is fetched on the first "
                  "photo without transparency (needs network), images with real alpha do not need it",
                  f"run `imesh prepare PHOTO -o out.png` once with network, or copy {model}.onnx to {target}")
+
+
+# ------------------------------------------------------------------------- hub
+def check_hub(endpoint: str | None = None) -> Check:
+    """Whether the Hub answers (one request, at most ``IMESH_HUB_TIMEOUT`` seconds)."""
+    from instantmesh_cli import hub, settings
+
+    if hub.is_offline():
+        return Check("hub", OK, "not contacted: offline mode is on (HF_HUB_OFFLINE)")
+    status = hub.probe_hub(endpoint=endpoint)
+    if status.has_file:
+        return Check("hub", OK, f"{status.endpoint} {status.detail}")
+    # A warning, not a failure: cached weights and --weights-dir work without the Hub.
+    if status.answered:
+        return Check("hub", WARN, f"{status.endpoint} answers, but: {status.detail}",
+                     f"check HF_ENDPOINT, and {settings.revision_env_var(status.file.repo_id)} if it is set")
+    return Check("hub", WARN, f"{status.endpoint}: {status.detail}; files not on this machine cannot be "
+                 "downloaded", "check the network / proxy and HF_ENDPOINT (IMESH_HUB_TIMEOUT sets the wait); "
+                 "without network use --offline with --weights-dir DIR from `imesh download --to DIR`")
+
+
+def check_hf_xet() -> Check:
+    """hf_xet is huggingface_hub's fast path for Xet-stored files (the large weights)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    fallback = "large files download over plain HTTP instead (slower, no chunk de-duplication)"
+    try:
+        found = version("hf_xet")
+    except PackageNotFoundError:
+        return Check("hf_xet", WARN, f"not installed: {fallback}", 'pip install "huggingface_hub[hf_xet]"')
+    if os.environ.get("HF_HUB_DISABLE_XET", "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+        return Check("hf_xet", WARN, f"hf_xet {found} installed but disabled by HF_HUB_DISABLE_XET: {fallback}",
+                     "unset HF_HUB_DISABLE_XET")
+    return Check("hf_xet", OK, f"hf_xet {found}: Xet-stored files download through it")
 
 
 # ---------------------------------------------------------------------- weights

@@ -17,12 +17,18 @@ Repositories hold several commits, each a full ``path -> bytes`` mapping, and
 named refs (``main`` …) pointing at commits, so a test can check that the
 pinned commit — not the branch head — is the one served.
 
+``hf_hub_download`` needs only the ``resolve`` route: a ``HEAD`` for the commit,
+ETag and size, then a ``GET`` (with ``Range`` when it resumes a broken transfer).
+No ``X-Xet-Hash`` header is sent, so huggingface_hub takes its plain-HTTP path even
+with hf_xet installed (the Xet path needs the Hub's Xet storage service).
+
 Faults for resilience tests: :meth:`FakeHub.cut_next` makes the next download(s)
 of a file stop after N bytes (the connection is closed mid-body);
 :meth:`FakeHub.throttle` serves a file slowly (to kill a client mid-file);
 :meth:`FakeHub.down` closes the listening socket (connection refused) and
 :meth:`FakeHub.hanging` accepts connections but answers nothing, each for the
-duration of a ``with`` block. Every request is logged (:attr:`FakeHub.log`).
+duration of a ``with`` block; :meth:`FakeHub.reset_faults` drops pending
+cuts and throttles. Every request is logged (:attr:`FakeHub.log`).
 
 Every response carries ``Connection: close``: with keep-alive the client kept
 talking to handler threads after the server went down, which made "server down"
@@ -229,6 +235,12 @@ class FakeHub:
                 self._throttle.pop((repo_id, path.strip("/")), None)
             else:
                 self._throttle[(repo_id, path.strip("/"))] = bytes_per_second
+
+    def reset_faults(self) -> None:
+        """Forget pending cuts and throttles."""
+        with self._lock:
+            self._cuts.clear()
+            self._throttle.clear()
 
     @contextlib.contextmanager
     def hanging(self) -> Iterator[None]:

@@ -1,11 +1,16 @@
 """``imesh doctor`` on this (CPU) machine: no CUDA is a warning, the report is complete,
-weights are looked up without network, and real failures give exit code 1."""
+weights are looked up without network, the Hub is asked once with a bounded wait, and
+real failures give exit code 1."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -30,11 +35,14 @@ def _report(capsys, *args: str) -> tuple[int, dict[str, dict]]:
     return code, {c["name"]: c for c in data["checks"]}
 
 
-def test_doctor_reports_everything_and_warns_about_missing_cuda(fresh_cache, fake_hub, capsys):
+def test_doctor_reports_everything_and_warns_about_missing_cuda(fresh_cache, fake_hub, monkeypatch, capsys):
+    served = fake_hub.new_commit(settings.ZERO123PLUS_REPO, {"model_index.json": b"{}"})
+    monkeypatch.setenv(settings.revision_env_var(settings.ZERO123PLUS_REPO), served)
     fake_hub.clear_log()
     code, checks = _report(capsys)
-    for name in ("python", "torch", "cuda", "nvdiffrast", "onnxruntime", "rembg model", "weights shared",
-                 "hub cache", "imesh cache", "offline mode", *(f"weights {v}" for v in settings.VARIANTS)):
+    for name in ("python", "torch", "cuda", "nvdiffrast", "onnxruntime", "rembg model", "hub", "hf_xet",
+                 "weights shared", "hub cache", "imesh cache", "offline mode",
+                 *(f"weights {v}" for v in settings.VARIANTS)):
         assert name in checks, name
     for c in checks.values():
         assert c["status"] in ("ok", "warn", "fail")
@@ -44,8 +52,58 @@ def test_doctor_reports_everything_and_warns_about_missing_cuda(fresh_cache, fak
         assert checks["nvdiffrast"]["status"] == "warn" and "pure-torch" in checks["nvdiffrast"]["detail"]
     assert checks["weights instant-mesh-large"]["status"] == "warn"
     assert "imesh download --model instant-mesh-large" in checks["weights instant-mesh-large"]["fix"]
+    assert checks["hub"]["status"] == "ok" and fake_hub.endpoint in checks["hub"]["detail"]
     assert code == 0
-    assert fake_hub.log == []  # no network
+    # The only network use: one metadata request for the probed file; no file body.
+    assert [(r.method, r.path) for r in fake_hub.log if "/resolve/" in r.path] == [
+        ("HEAD", f"/{settings.ZERO123PLUS_REPO}/resolve/{served}/model_index.json")]
+
+
+def test_hub_check_is_bounded_against_a_closed_port_and_a_silent_hub(fake_hub, monkeypatch):
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    start = time.perf_counter()
+    check = doctor.check_hub(endpoint=f"http://127.0.0.1:{closed}")
+    assert time.perf_counter() - start < 2
+    assert check.status == "warn" and f":{closed}" in check.detail and "ConnectError" in check.detail
+    assert "--weights-dir" in check.fix and "\n" not in check.detail
+    monkeypatch.setenv("IMESH_HUB_TIMEOUT", "1")
+    with fake_hub.hanging():  # accepts the connection, never answers
+        start = time.perf_counter()
+        check = doctor.check_hub()
+        elapsed = time.perf_counter() - start
+    assert 0.9 <= elapsed < 3
+    assert check.status == "warn" and "Timeout" in check.detail
+
+
+def test_hub_check_tells_a_missing_pinned_revision_from_no_network(fake_hub, monkeypatch):
+    monkeypatch.setenv(settings.revision_env_var(settings.ZERO123PLUS_REPO), "e" * 40)
+    check = doctor.check_hub()
+    assert check.status == "warn" and "answers, but" in check.detail
+    assert settings.revision_env_var(settings.ZERO123PLUS_REPO) in check.fix
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake_hub.clear_log()
+    check = doctor.check_hub()
+    assert check.status == "ok" and "offline" in check.detail and fake_hub.log == []
+
+
+def test_hf_xet_line(monkeypatch):
+    real = importlib.metadata.version
+
+    def without_xet(name: str) -> str:
+        if name == "hf_xet":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    if importlib.util.find_spec("hf_xet") is not None:
+        assert doctor.check_hf_xet().status == "ok"
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        check = doctor.check_hf_xet()
+        assert check.status == "warn" and "HF_HUB_DISABLE_XET" in check.fix
+    monkeypatch.setattr(importlib.metadata, "version", without_xet)
+    check = doctor.check_hf_xet()
+    assert check.status == "warn" and "not installed" in check.detail and "hf_xet" in check.fix
 
 
 def test_doctor_sees_downloaded_weights_without_network(fresh_cache, fake_hub, monkeypatch, capsys):
@@ -60,6 +118,7 @@ def test_doctor_sees_downloaded_weights_without_network(fresh_cache, fake_hub, m
     assert checks["weights shared"]["status"] == "ok"
     assert checks["weights instant-nerf-large"]["status"] == "ok"
     assert checks["weights instant-mesh-base"]["status"] == "warn"
+    assert checks["hub"]["status"] == "warn"  # refused: a warning, cached weights still work
     assert code == 0
 
 
@@ -70,6 +129,7 @@ def test_offline_without_default_weights_fails(fresh_cache, monkeypatch, capsys)
     assert checks["weights instant-mesh-large"]["status"] == "fail"
     assert checks["weights instant-mesh-base"]["status"] == "warn"  # not needed unless chosen
     assert checks["offline mode"]["detail"].startswith("on")
+    assert checks["hub"]["status"] == "ok" and "not contacted" in checks["hub"]["detail"]
 
 
 def test_missing_weights_dir_is_a_failure(fresh_cache, tmp_path, capsys):

@@ -1,5 +1,6 @@
-"""Weights: registry, resolution order, verified resumable downloads, offline errors,
-pickle -> safetensors conversion, and ``imesh download`` — against the local fake Hub."""
+"""Weights: registry, resolution order, verified downloads through ``hf_hub_download``,
+offline errors, pickle -> safetensors conversion, and ``imesh download`` — against the
+local fake Hub (tests/fakehub.py, real HTTP, the real huggingface_hub client)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,6 @@ from instantmesh_cli.errors import WeightsError
 from instantmesh_cli.settings import HubFile
 
 MB = 1 << 20
-
-
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch):
-    monkeypatch.setattr(hub, "_RETRY_WAIT_S", 0.0)
 
 
 @pytest.fixture()
@@ -125,34 +121,41 @@ def test_pinned_revision_is_the_one_served(fake_hub, fresh_cache):
 
 
 def test_resume_after_the_connection_is_cut_mid_file(fake_hub, fresh_cache):
-    data = blob_bytes(3 * MB + 12345, seed=1)
+    # huggingface_hub writes in 10 MiB chunks and resumes from the last whole one: a
+    # file larger than that, cut after the first chunk, shows a real Range resume.
+    data = blob_bytes(12 * MB + 12345, seed=1)
     repo, sha = new_repo(fake_hub, {"big.ckpt": data})
-    fake_hub.cut_next(repo, "big.ckpt", after_bytes=int(1.6 * MB))
+    fake_hub.cut_next(repo, "big.ckpt", after_bytes=11 * MB)
     fake_hub.clear_log()
-    path = hub.fetch(HubFile(repo, "big.ckpt", sha))
+    calls: list[tuple[int, int | None]] = []
+    path = hub.fetch(HubFile(repo, "big.ckpt", sha), progress=lambda done, total: calls.append((done, total)))
     assert path.read_bytes() == data
     gets = fake_hub.file_downloads("big.ckpt")
-    assert len(gets) == 2
-    assert gets[0].range is None
+    assert len(gets) == 2 and gets[0].range is None
     # The second request continues after the bytes already on disk.
-    assert gets[1].range == f"bytes={MB}-" and gets[1].status == 206
+    start = int(gets[1].range.removeprefix("bytes=").rstrip("-"))
+    assert 0 < start <= 11 * MB and gets[1].status == 206
+    # imesh's progress(done, total) is fed from huggingface_hub's tqdm_class.
+    assert calls[-1] == (len(data), len(data))
+    assert all(total == len(data) for _, total in calls)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
 
 
-def test_a_failed_run_leaves_a_partial_file_that_the_next_run_resumes(fake_hub, fresh_cache):
+def test_a_download_that_keeps_breaking_off_is_one_line_and_leaves_nothing(fake_hub, fresh_cache):
     data = blob_bytes(3 * MB, seed=2)
     repo, sha = new_repo(fake_hub, {"big.bin": data})
     f = HubFile(repo, "big.bin", sha)
-    # Every try breaks off: the first keeps 1 MiB, the retries add nothing, so the run gives up.
-    fake_hub.cut_next(repo, "big.bin", after_bytes=int(1.5 * MB), times=hub._MAX_STALLED_TRIES + 1)
-    with pytest.raises(hub.HubUnreachableError, match="run the command again to resume"):
+    # More cuts than huggingface_hub's retries (5 without progress, 1 s apart).
+    fake_hub.cut_next(repo, "big.bin", after_bytes=int(1.5 * MB), times=7)
+    with pytest.raises(hub.HubUnreachableError, match="run the command again") as err:
         hub.fetch(f)
-    partial = list(fresh_cache.rglob("*.incomplete"))
-    assert len(partial) == 1 and partial[0].stat().st_size == MB
+    assert "\n" not in str(err.value) and "big.bin" in str(err.value)
+    assert not list(fresh_cache.rglob("*.incomplete"))
+    assert hub.locate(f) is None
+    fake_hub.reset_faults()
     fake_hub.clear_log()
     assert hub.fetch(f).read_bytes() == data
-    gets = fake_hub.file_downloads("big.bin")
-    assert [g.range for g in gets] == [f"bytes={MB}-"]
-    assert not list(fresh_cache.rglob("*.incomplete"))
+    assert [g.range for g in fake_hub.file_downloads("big.bin")] == [None]
 
 
 def _standin_registry(fake_hub, monkeypatch, extra: dict[str, bytes] | None = None) -> dict[tuple[str, str], bytes]:
@@ -170,34 +173,36 @@ def _standin_registry(fake_hub, monkeypatch, extra: dict[str, bytes] | None = No
     return contents
 
 
-def test_a_killed_download_command_resumes(fake_hub, fresh_cache, monkeypatch, tmp_path):
+def test_a_killed_download_command_leaves_no_half_file_and_the_next_run_completes(
+        fake_hub, fresh_cache, monkeypatch, tmp_path):
     contents = _standin_registry(fake_hub, monkeypatch)
     big = blob_bytes(4 * MB, seed=9)
     ckpt = settings.get_variant("instant-mesh-base").checkpoint
     sha = fake_hub.new_commit(settings.INSTANTMESH_REPO, {
         path: data for (r, path), data in contents.items() if r == settings.INSTANTMESH_REPO} | {ckpt: big})
     monkeypatch.setenv(settings.revision_env_var(settings.INSTANTMESH_REPO), sha)
-    fake_hub.throttle(settings.INSTANTMESH_REPO, ckpt, 2 * MB)
+    fake_hub.throttle(settings.INSTANTMESH_REPO, ckpt, 1 * MB)
+    fake_hub.clear_log()
     out = tmp_path / "export"
     cmd = [sys.executable, "-m", "instantmesh_cli", "download", "--model", "instant-mesh-base", "--to", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    part = out / settings.INSTANTMESH_REPO / (ckpt + ".incomplete")
     try:
         deadline = time.monotonic() + 60
-        while not (part.exists() and part.stat().st_size >= MB):
+        while not fake_hub.file_downloads(ckpt):
             assert proc.poll() is None and time.monotonic() < deadline, "download did not start"
             time.sleep(0.05)
+        time.sleep(0.5)  # mid-file: the throttled body takes ~4 s
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    kept = part.stat().st_size
-    assert MB <= kept < len(big)
+    dest = out / settings.INSTANTMESH_REPO / ckpt
+    assert not dest.exists()  # the partial bytes stay in a temporary file, never at the final name
     fake_hub.throttle(settings.INSTANTMESH_REPO, ckpt, None)
     fake_hub.clear_log()
     assert run(["download", "--model", "instant-mesh-base", "--to", str(out)]) == 0
-    assert (out / settings.INSTANTMESH_REPO / ckpt).read_bytes() == big
-    gets = fake_hub.file_downloads(ckpt)
-    assert [g.range for g in gets] == [f"bytes={kept}-"]
+    assert dest.read_bytes() == big
+    # huggingface_hub does not resume across runs: the file is fetched again from the start.
+    assert [g.range for g in fake_hub.file_downloads(ckpt)] == [None]
 
 
 def test_corrupted_cache_file_is_detected_removed_and_fetched_again(fake_hub, fresh_cache, monkeypatch):
@@ -475,3 +480,27 @@ def test_present_and_locate_do_not_use_the_network(fake_hub, fresh_cache):
     assert hub.locate(a, verify=True) is not None
     assert hub.locate(HubFile(repo, "a.bin", sha, size=4)) is None  # wrong known size
     assert fake_hub.log == []
+
+
+def test_the_hub_layer_uses_only_public_huggingface_hub_api():
+    """Downloads go through hf_hub_download itself; nothing reaches into the client's internals."""
+    import ast
+
+    import huggingface_hub
+
+    public_modules = {"huggingface_hub", "huggingface_hub.errors", "huggingface_hub.constants"}
+    package = Path(hub.__file__).parent
+    used: set[str] = set()
+    for source in sorted(package.glob("*.py")) + [Path(hub.__file__).parent.parent / "doctor.py"]:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("huggingface_hub"):
+                assert node.module in public_modules, f"{source.name} imports from {node.module}"
+                if node.module == "huggingface_hub":
+                    for alias in node.names:
+                        assert alias.name in huggingface_hub.__all__ or alias.name in ("errors", "constants"), \
+                            f"{source.name} imports huggingface_hub.{alias.name}"
+                        used.add(alias.name)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("huggingface_hub.") and a.name not in public_modules
+                               for a in node.names), source.name
+    assert "hf_hub_download" in used

@@ -89,6 +89,8 @@ def _fetch_all(files, *, to: Path | None, offline: bool | None, weights_dir: Pat
                     result = hub.ensure(f, offline=file_offline, weights_dir=weights_dir, progress=progress)
                 row.update(path=str(result.path), size=result.path.stat().st_size, status=result.status,
                            detail=result.source)
+            except hub.DownloadInterruptedError as exc:  # the Hub answers: try the other files
+                row.update(status="missing", detail=exc.message)
             except hub.HubUnreachableError as exc:
                 unreachable = str(exc)
                 row.update(status="missing", detail=exc.message)

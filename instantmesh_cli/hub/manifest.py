@@ -1,0 +1,53 @@
+"""``imesh-manifest.json`` of a ``--weights-dir`` folder: revision, size and sha256 of each file.
+
+Written by ``imesh download --to DIR`` so that a machine without network can
+verify the folder's files without asking the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from instantmesh_cli.hub.paths import locked
+from instantmesh_cli.hub.verify import file_digest
+from instantmesh_cli.settings import HubFile
+
+MANIFEST_NAME = "imesh-manifest.json"
+
+
+def _key(hub_file: HubFile) -> str:
+    return f"{hub_file.repo_id}/{hub_file.filename}"
+
+
+def manifest_entry(weights_dir: Path, hub_file: HubFile) -> dict | None:
+    """The manifest's record of ``hub_file`` at its revision (``None`` if absent or for another revision)."""
+    try:
+        data = json.loads((weights_dir / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    entry = data.get("files", {}).get(_key(hub_file))
+    if isinstance(entry, dict) and entry.get("revision") == hub_file.revision:
+        return entry
+    return None
+
+
+def record(target_dir: Path, hub_file: HubFile, path: Path) -> None:
+    """Record ``path`` (a verified copy of ``hub_file``) in ``target_dir``'s manifest."""
+    from instantmesh_cli.fileio import write_bytes_atomic
+
+    manifest = target_dir / MANIFEST_NAME
+    with locked(manifest):
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            data = {}
+        files = data.setdefault("files", {})
+        old = files.get(_key(hub_file)) or {}
+        size = path.stat().st_size
+        if old.get("revision") == hub_file.revision and old.get("size") == size and old.get("sha256"):
+            return
+        files[_key(hub_file)] = {"revision": hub_file.revision, "size": size,
+                                 "sha256": file_digest(path, "sha256")}
+        data["format"] = 1
+        write_bytes_atomic(manifest, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
