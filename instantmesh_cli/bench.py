@@ -127,7 +127,7 @@ def measure_run(models: Models, image, seed: int = 42) -> RunMeasure:
     """One photo → textured GLB file through the chain, every stage and sub-stage timed."""
     timer = StageTimer(models.device, memory=True)
     with tempfile.TemporaryDirectory() as tmp:
-        job = Job(name="sample.png", inputs=[JobInput("sample.png", image=image)], seed=seed,
+        job = Job(name="sample.png", inputs=[JobInput("sample.png", image=image)], seed=seed, options=models.options,
                   outputs=JobOutputs(mesh=Path(tmp) / "sample.glb"))
         run_job(models, job, PHOTO_TO_MESH, timer)
     if job.status != "ok":
@@ -283,7 +283,7 @@ def _batch_throughput(models: Models, image, n: int, log: Callable[[str], None])
         for mode, overlap in (("overlapped", True), ("sequential", False)):
             log(f"batch of {n}, {mode}")
             jobs = [
-                Job(name=p.name, inputs=[JobInput(p.name, path=p)], seed=i,
+                Job(name=p.name, inputs=[JobInput(p.name, path=p)], seed=i, options=models.options,
                     outputs=JobOutputs(mesh=folder / mode / f"{p.stem}.glb"))
                 for i, p in enumerate(sources)
             ]

@@ -108,10 +108,11 @@ class ImeshPipeline:
         else:
             name = name or "image"
             source = JobInput(label=name, image=image)
-        job = Job(name=name, inputs=[source], seed=self.seed_for(name) if seed is None else seed, progress=self.progress)
+        job = Job(name=name, inputs=[source], seed=self.seed_for(name) if seed is None else seed,
+                  options=self.options, progress=self.progress)
         run_job(self.models, job, PHOTO_TO_MESH, self.timer)
         if job.status == "failed":
             if isinstance(job.exception, ImeshError):
                 raise job.exception
             raise ImeshError(job.error or "failed") from job.exception
-        return GenerateResult(job, provenance(self.models, job))
+        return GenerateResult(job, provenance(job))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal
 
+from instantmesh_cli.chain.options import PipelineOptions
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
@@ -67,6 +69,7 @@ class Job:
     name: str  # the input as the user named it; also what the seed is derived from
     inputs: list[JobInput]  # one photo; or 1 grid / 4 / 6 view images for `imesh reconstruct`
     seed: int
+    options: PipelineOptions = field(default_factory=PipelineOptions)  # checked by the driver
     outputs: JobOutputs = field(default_factory=JobOutputs)
     progress: ProgressFn | None = None
     # filled by the stages, in order

@@ -79,26 +79,34 @@ def load_reconstruction_model(
     )
 
 
+# The options that decide which models are loaded and how; the rest (seed, steps, texture
+# size...) are per job, so one set of loaded models serves jobs that differ in them.
+LOAD_FIELDS = ("model", "device", "dtype", "low_vram", "compile", "offline", "weights_dir")
+
+
 class Models:
-    """The models of one set of options on one device, each loaded once on first use."""
+    """The models for one set of load options on one device, each loaded once on first use."""
 
     def __init__(self, options: PipelineOptions = PipelineOptions(), *, download_progress: DownloadProgress | None = None):
         self.options = options.check()
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
         self.download_progress = download_progress
-        self._remover = None
+        self._removers: dict = {}
         self._multiview: "Zero123PlusPipeline | None" = None
         self._reconstructor: "ReconstructionModel | None" = None
 
-    @property
-    def remover(self):
-        """The rembg session (background removal), created on first use."""
-        if self._remover is None:
+    def serves(self, options: PipelineOptions) -> bool:
+        """Whether jobs with ``options`` can run on these models."""
+        return all(getattr(options, f) == getattr(self.options, f) for f in LOAD_FIELDS)
+
+    def remover(self, matting_model: str):
+        """The rembg session for ``matting_model`` (background removal), created on first use."""
+        if matting_model not in self._removers:
             from instantmesh_cli.images import BackgroundRemover
 
-            self._remover = BackgroundRemover(self.options.matting_model, offline=self.options.offline)
-        return self._remover
+            self._removers[matting_model] = BackgroundRemover(matting_model, offline=self.options.offline)
+        return self._removers[matting_model]
 
     @property
     def multiview(self) -> "Zero123PlusPipeline":

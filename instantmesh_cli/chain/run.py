@@ -26,6 +26,8 @@ JobCallback = Callable[["Job"], None]
 
 def run_stages(models: "Models", job: "Job", stages: Iterable[Stage], timer: StageTimer) -> "Job":
     """Run ``stages`` on ``job`` in order; the first failure ends the job (status, one-line error)."""
+    if not models.serves(job.options):
+        raise ValueError(f"job {job.name!r} needs other models than these (model, device, dtype, weights)")
     for stage in stages:
         if job.status in ("failed", "skipped"):
             break

@@ -1,7 +1,8 @@
 """The chain, written once: read → prepare → load → multiview → reconstruct → texture → export.
 
-Every stage has one signature, ``stage(models, job)``: it reads what earlier stages put
-on the :class:`~instantmesh_cli.chain.job.Job` and writes its own fields. A stage that
+Every stage has one signature, ``stage(models, job)``: it reads the job's options and
+what earlier stages put on the :class:`~instantmesh_cli.chain.job.Job`, writes its own
+fields, and takes the models it needs from ``models`` (loaded once, shared by jobs). A stage that
 had nothing to do returns ``False`` (its time is then not reported: ``load`` when the
 models are already resident). Drivers pick a :func:`plan` and schedule its stages —
 in order (:func:`~instantmesh_cli.chain.run.run_job`), or in overlapping groups (the
@@ -45,20 +46,20 @@ def read_views(models: "Models", job: "Job") -> None:
     from instantmesh_cli.reconstruction.inputs import views_from_images
 
     read(models, job)
-    job.view_images = views_from_images(job.images, [i.label for i in job.inputs], views=models.options.views)
+    job.view_images = views_from_images(job.images, [i.label for i in job.inputs], views=job.options.views)
 
 
 def prepare(models: "Models", job: "Job") -> None:
     """Background removal (unless the photo has real alpha) and recentring → ``job.prepared``."""
     from instantmesh_cli.images import has_real_alpha, prepare_image
 
-    o = models.options
+    o = job.options
     image = job.images[0]
     needs_matting = o.remove_background is True or (o.remove_background is None and not has_real_alpha(image))
     job.prepared = prepare_image(
         image,
         remove_background=o.remove_background,
-        remover=models.remover if needs_matting else None,
+        remover=models.remover(o.matting_model) if needs_matting else None,
         foreground_ratio=o.foreground_ratio,
         name=job.inputs[0].label,
     )
@@ -82,7 +83,7 @@ def load_reconstruction(models: "Models", job: "Job") -> bool:
 
 def multiview(models: "Models", job: "Job") -> None:
     """The six Zero123++ views of the cut-out → ``job.views`` (the 3×2 grid)."""
-    o = models.options
+    o = job.options
     job.views = models.multiview(
         job.prepared.image,
         steps=o.steps,
@@ -98,7 +99,7 @@ def reconstruct(models: "Models", job: "Job") -> None:
     from instantmesh_cli.reconstruction.inputs import views_from_images, views_to_tensor
     from instantmesh_cli.reconstruction.stage import reconstruct as run_reconstruction
 
-    o = models.options
+    o = job.options
     model = models.reconstructor
     if job.view_images is None:
         job.view_images = views_from_images([job.views], [job.name], views=o.views)
@@ -118,7 +119,7 @@ def texture(models: "Models", job: "Job") -> bool:
     """Refine the colours on the views, then bake a UV texture (or vertex colours with ``texture=False``)."""
     from instantmesh_cli.texture import texture_mesh
 
-    o = models.options
+    o = job.options
     if not o.runs_texture_stage:
         return False
     job.mesh, job.texture_report = texture_mesh(
@@ -142,14 +143,14 @@ def export(models: "Models", job: "Job") -> bool:
     """Write what ``job.outputs`` asks for that the job has: mesh (file or stream), views, tiles, cut-out."""
     from instantmesh_cli.chain.writing import write_job_outputs
 
-    return write_job_outputs(job, provenance=provenance(models, job))
+    return write_job_outputs(job, provenance=provenance(job))
 
 
-def provenance(models: "Models", job: "Job") -> dict:
+def provenance(job: "Job") -> dict:
     """What made this output, recorded in it: the tool, the options, this image's seed. Nothing time-dependent."""
     from instantmesh_cli import __version__
 
-    return {"generator": f"imesh {__version__}", "seed": job.seed, **models.options.provenance()}
+    return {"generator": f"imesh {__version__}", "seed": job.seed, **job.options.provenance()}
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ def photo_jobs(
             views=target.with_name(f"{target.stem}_views.png") if save_views and target is not None else None,
             cutout=target.with_name(f"{target.stem}_cutout.png") if save_cutout and target is not None else None,
         )
-        job = Job(name=item.name, inputs=[source], seed=derive_seed(options.seed, item.name), outputs=out, progress=progress)
+        job = Job(name=item.name, inputs=[source], seed=derive_seed(options.seed, item.name), options=options,
+                  outputs=out, progress=progress)
         if skip_existing and target is not None and target.exists():
             job.status = "skipped"
         jobs.append(job)

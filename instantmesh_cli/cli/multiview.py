@@ -51,7 +51,7 @@ def multiview(
     )
     target = png_output(output, input, stem_suffix="_views")
     job = Job(
-        name=input, inputs=[input_of(input)], seed=derive_seed(seed, input),
+        name=input, inputs=[input_of(input)], seed=derive_seed(seed, input), options=options,
         outputs=JobOutputs(views=target, view_tiles=save_tiles),
     )
     run_single(options, job, PHOTO_TO_VIEWS, json_out=json_out, quiet=quiet)

@@ -39,7 +39,7 @@ def prepare(
         raise UsageError(f"--size must be between 32 and 8192, got {size}")
     target = None if output == "-" else png_output(output, input, what=" (the cut-out is an RGBA PNG)")
     outputs = JobOutputs(cutout=target, cutout_to=write_stdout_bytes if target is None else None, cutout_size=size)
-    job = Job(name=input, inputs=[input_of(input)], seed=options.seed, outputs=outputs)
+    job = Job(name=input, inputs=[input_of(input)], seed=options.seed, options=options, outputs=outputs)
     run_single(options, job, PHOTO_TO_CUTOUT, json_out=json_out, quiet=quiet)
     if not quiet and job.prepared is not None:
         p = job.prepared

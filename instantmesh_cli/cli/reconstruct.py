@@ -61,7 +61,7 @@ def reconstruct(
     if target is not None:
         ensure_writable(target)
     outputs = JobOutputs(mesh=target, mesh_format=ext, mesh_to=write_stdout_bytes if target is None else None)
-    job = Job(name=views[0], inputs=[input_of(v) for v in views], seed=options.seed, outputs=outputs)
+    job = Job(name=views[0], inputs=[input_of(v) for v in views], seed=options.seed, options=options, outputs=outputs)
     run_single(options, job, VIEWS_TO_MESH, json_out=json_out, quiet=quiet)
     if not quiet and job.mesh is not None:
         mesh, report = job.mesh, job.texture_report
