@@ -7,6 +7,7 @@ read the fields earlier stages wrote and write their own; nothing else is shared
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,11 @@ class Job:
     mesh: "Mesh | None" = None  # reconstruct, then texture
     texture_report: "TextureReport | None" = None  # texture
     files: list[Path] = field(default_factory=list)  # export
+    # what the job reports once its heavy values are gone (see detached)
+    vertices: int | None = None
+    faces: int | None = None
+    psnr_before: float | None = None
+    psnr_after: float | None = None
     # bookkeeping
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -113,7 +119,6 @@ class Job:
             output = str(out.mesh)
         else:
             output = "-" if out.mesh_to is not None and self.status == "ok" else None
-        mesh = self.mesh if self.status == "ok" else None
         return {
             "input": self.name,
             "output": output,
@@ -123,17 +128,31 @@ class Job:
             "seed": self.seed,
             "seconds": {k: round(v, 4) for k, v in self.timings.items()},
             "total_seconds": round(self.seconds, 4),
-            "vertices": None if mesh is None else mesh.num_vertices,
-            "faces": None if mesh is None else mesh.num_faces,
+            "vertices": self.vertices,
+            "faces": self.faces,
             "psnr_before": None if self.psnr_before is None else round(self.psnr_before, 3),
             "psnr_after": None if self.psnr_after is None else round(self.psnr_after, 3),
             "files": [str(p) for p in self.files],
         }
 
-    @property
-    def psnr_before(self) -> float | None:
-        return None if self.texture_report is None else self.texture_report.psnr_before
+    def settle(self) -> "Job":
+        """Mark a job that ran every stage without failing as ok, and note the numbers it reports."""
+        if self.status == "pending":
+            self.status = "ok"
+        if self.status == "ok" and self.mesh is not None:
+            self.vertices, self.faces = self.mesh.num_vertices, self.mesh.num_faces
+        if self.texture_report is not None:
+            self.psnr_before, self.psnr_after = self.texture_report.psnr_before, self.texture_report.psnr_after
+        return self
 
-    @property
-    def psnr_after(self) -> float | None:
-        return None if self.texture_report is None else self.texture_report.psnr_after
+    def detached(self, *, keep_inputs: bool = False) -> "Job":
+        """A light copy to send between processes: what it reports, without images, tensors, meshes,
+        callbacks or the exception object (its one-line error stays). ``keep_inputs`` keeps the
+        input bytes (a job on its way to a worker); otherwise only labels and paths travel back."""
+        light_inputs = list(self.inputs) if keep_inputs else [JobInput(label=i.label, path=i.path) for i in self.inputs]
+        return dataclasses.replace(
+            self, inputs=light_inputs, outputs=dataclasses.replace(self.outputs, mesh_to=None, cutout_to=None),
+            progress=None, images=[], prepared=None, views=None, view_images=None, view_tensor=None,
+            reconstruction=None, mesh=None, texture_report=None, exception=None,
+            files=list(self.files), timings=dict(self.timings), warnings=list(self.warnings),
+        )

@@ -3,13 +3,13 @@
 Neither knows what a stage does. :func:`run_stages` runs a slice of a plan on a job and
 turns a stage's failure into the job's status; :class:`BatchRunner` runs many jobs,
 each plan cut into its groups (``front`` CPU work, ``gpu`` work, ``back`` work) so that
-the front of job i+1 and the back of job i-1 run in worker threads while job i is on
-the GPU. Jobs are reported in input order, each as soon as it and every job before
+the front of job i+1 and the back of job i-1 run in threads while job i is on the GPU. Jobs are reported in input order, each as soon as it and every job before
 it are done, from whichever thread finished it.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
@@ -43,15 +43,9 @@ def run_stages(models: "Models", job: "Job", stages: Iterable[Stage], timer: Sta
     return job
 
 
-def finish(job: "Job") -> "Job":
-    if job.status == "pending":
-        job.status = "ok"
-    return job
-
-
 def run_job(models: "Models", job: "Job", plan: Sequence[Stage], timer: StageTimer | None = None) -> "Job":
     """Every stage of ``plan`` on ``job``, in order, in this thread."""
-    return finish(run_stages(models, job, plan, timer or StageTimer(models.device)))
+    return run_stages(models, job, plan, timer or StageTimer(models.device)).settle()
 
 
 def split_groups(plan: Sequence[Stage]) -> tuple[tuple[Stage, ...], tuple[Stage, ...], tuple[Stage, ...]]:
@@ -76,15 +70,6 @@ class _InOrder:
                 self.next += 1
 
 
-def _inline(fn, *args) -> Future:
-    future: Future = Future()
-    try:
-        future.set_result(fn(*args))
-    except BaseException as exc:  # noqa: BLE001 - carried to the consumer as a pool would carry it
-        future.set_exception(exc)
-    return future
-
-
 class BatchRunner:
     """Runs jobs through ``plan`` on ``models``; ``overlap`` puts front and back groups in worker threads."""
 
@@ -99,39 +84,66 @@ class BatchRunner:
 
     def _back(self, index: int, job: "Job", emit: _InOrder) -> None:
         run_stages(self.models, job, self.back, self.timer)
-        emit(index, finish(job))
+        emit(index, job.settle())
 
-    def run(self, jobs: Sequence["Job"], on_done: JobCallback) -> None:
+    def run(self, jobs: Iterable["Job"], on_done: JobCallback) -> None:
         """Run every job; ``on_done(job)`` once per job, in input order (skipped and failed ones too).
 
+        ``jobs`` may be a list or a stream (a GPU worker's queue): a feeder thread takes
+        each job as it comes and starts its front group, at most two jobs ahead of the GPU.
         On KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one by the CLI) nothing new
         starts; a back group already running finishes (its writes are atomic) and is
         reported, then the interrupt goes on to the caller.
         """
         emit = _InOrder(on_done)
-        todo = []
-        for index, job in enumerate(jobs):
-            if job.status == "skipped":
-                emit(index, job)
-            else:
-                todo.append((index, job))
-        if not todo:
+        if not self.overlap:
+            for index, job in enumerate(jobs):
+                if job.status != "skipped":
+                    run_stages(self.models, job, self.front, self.timer)
+                    run_stages(self.models, job, self.gpu, self.timer)
+                    run_stages(self.models, job, self.back, self.timer)
+                emit(index, job.settle())
             return
-        front_pool = ThreadPoolExecutor(1, thread_name_prefix="imesh-front") if self.overlap else None
-        back_pool = ThreadPoolExecutor(1, thread_name_prefix="imesh-back") if self.overlap else None
+        front_pool = ThreadPoolExecutor(1, thread_name_prefix="imesh-front")
+        back_pool = ThreadPoolExecutor(1, thread_name_prefix="imesh-back")
+        ready: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
 
-        def submit(pool, fn, *args) -> Future:
-            return pool.submit(fn, *args) if pool is not None else _inline(fn, *args)
+        def hand_over(item) -> None:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
 
+        def feed() -> None:
+            try:
+                for index, job in enumerate(jobs):
+                    if stop.is_set():
+                        return
+                    if job.status == "skipped":
+                        emit(index, job)
+                    else:
+                        hand_over((index, job, front_pool.submit(self._front, job)))
+            except BaseException as exc:  # noqa: BLE001 - a failing job source ends the batch in the caller's thread
+                hand_over(exc)
+            finally:
+                hand_over(_END)
+
+        feeder = threading.Thread(target=feed, name="imesh-feed", daemon=True)
+        feeder.start()
         try:
-            queue = iter(todo)
-            first = next(queue)
-            pending = (first, submit(front_pool, self._front, first[1]))
             last_back: Future | None = None
-            while pending is not None:
-                (index, job), front_future = pending
-                upcoming = next(queue, None)
-                pending = None if upcoming is None else (upcoming, submit(front_pool, self._front, upcoming[1]))
+            while True:
+                item = ready.get()
+                if item is _END:
+                    if last_back is not None:
+                        last_back.result()  # the last job's back group, before the pool is shut down
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                index, job, front_future = item
                 front_future.result()
                 run_stages(self.models, job, self.gpu, self.timer)
                 if job.status == "failed":
@@ -140,10 +152,12 @@ class BatchRunner:
                 # One back group at a time: finished meshes do not pile up in memory behind a slow export.
                 if last_back is not None:
                     last_back.result()
-                last_back = submit(back_pool, self._back, index, job, emit)
+                last_back = back_pool.submit(self._back, index, job, emit)
         finally:
+            stop.set()
             for pool in (front_pool, back_pool):
-                if pool is not None:
-                    # A running stage finishes (writes are atomic); what has not started is dropped.
-                    pool.shutdown(wait=True, cancel_futures=True)
+                # A running stage finishes (writes are atomic); what has not started is dropped.
+                pool.shutdown(wait=True, cancel_futures=True)
 
+
+_END = object()  # the feeder's last item
