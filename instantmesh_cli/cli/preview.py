@@ -73,7 +73,7 @@ def preview(
     from instantmesh_cli.preview.meshfile import load_mesh
     from instantmesh_cli.preview.sheet import preview_sheet
     from instantmesh_cli.preview.turntable import require_video, turntable, write_animation
-    from instantmesh_cli.reconstruction.stage import resolve_device
+    from instantmesh_cli.device import resolve_device
 
     path, kind = check_options(output, size, frames, elevation, fps, photo)
     if kind == "mp4":

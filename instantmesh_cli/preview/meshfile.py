@@ -21,8 +21,9 @@ import numpy as np
 from instantmesh_cli.errors import InputError
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
-# Shown where a file says nothing about its colour: a light clay grey (linear).
-CLAY_LINEAR = (0.5, 0.5, 0.5)
+# Shown where a file says nothing about its colour: a warm clay (linear; sRGB 204, 173, 143),
+# told apart from the neutral grey background by its hue even where the light makes it as bright.
+CLAY_LINEAR = (0.604, 0.420, 0.274)
 
 
 @dataclass
@@ -254,3 +255,19 @@ def from_arrays(
     part = _Part(positions, faces, vc, fc, None if uv is None else np.asarray(uv, np.float32),
                  None if texture is None else np.asarray(texture, np.uint8))
     return _combine([part])
+
+
+def from_mesh(mesh, transform=None) -> PreviewMesh:
+    """A model-frame :class:`~instantmesh_cli.mesh.Mesh` as it would be exported (not yet normalised).
+
+    ``transform``: the :class:`~instantmesh_cli.export.ExportTransform` to place it with
+    (default ``export_transform(mesh)``, what ``export_mesh`` uses at ``size=1``). For
+    outputs that never reach a file here (``-o -``) or a check before writing one.
+    """
+    from instantmesh_cli.export import export_transform
+
+    transform = transform if transform is not None else export_transform(mesh)
+    positions = transform.apply(mesh.vertices)
+    if mesh.is_textured:
+        return from_arrays(positions, mesh.faces, uv=mesh.uv, texture=mesh.texture)
+    return from_arrays(positions, mesh.faces, vertex_colors=mesh.vertex_colors)
