@@ -19,7 +19,7 @@ from scipy.spatial import ConvexHull
 from instantmesh_cli.cli import run
 from instantmesh_cli.export import export_mesh, export_transform
 from instantmesh_cli.mesh import Mesh
-from instantmesh_cli.preview.meshfile import from_arrays, from_mesh, load_mesh, normalized
+from instantmesh_cli.preview.meshfile import crease_normals, from_arrays, from_mesh, load_mesh, normalized
 from instantmesh_cli.preview.quality import exported_frame_mvp, exported_to_model, mesh_quality
 from instantmesh_cli.preview.render import FOV_DEG, fit_distance, render_orbit
 from instantmesh_cli.preview.sheet import ContactEntry, contact_sheet, preview_sheet
@@ -223,6 +223,18 @@ def test_from_arrays_and_clay(tmp_path):
     assert pm.scale == pytest.approx(0.5) and np.allclose(pm.center, [1, 0.5, 0.5])
     img = render_orbit(pm, [0], 10.0, 32, device="cpu", shaded=False).images[0]
     np.testing.assert_allclose(img[16, 16], (204, 173, 143), atol=2)  # no colour in the file: clay
+
+
+def test_normals_are_flat_across_creases_and_smooth_on_curves():
+    import trimesh
+
+    cube = trimesh.creation.box()  # 8 shared corners: smoothing them all would shade the cube as a blob
+    n = crease_normals(np.asarray(cube.vertices, np.float32), np.asarray(cube.faces))
+    np.testing.assert_allclose(n, np.repeat(np.asarray(cube.face_normals)[:, None], 3, axis=1), atol=1e-6)
+    sphere = trimesh.creation.icosphere(3)
+    n = crease_normals(np.asarray(sphere.vertices, np.float32), np.asarray(sphere.faces))
+    radial = np.asarray(sphere.vertices)[sphere.faces]
+    assert np.abs(n - radial / np.linalg.norm(radial, axis=-1, keepdims=True)).max() < 0.02
 
 
 def test_load_errors_are_one_line_input_errors(tmp_path):

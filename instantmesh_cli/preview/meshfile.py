@@ -30,8 +30,8 @@ CLAY_LINEAR = (0.604, 0.420, 0.274)
 class PreviewMesh:
     """A triangle mesh in the glTF frame, ready to render.
 
-    - ``positions`` float32 (N, 3); ``faces`` int64 (F, 3); ``normals`` float32 (N, 3),
-      smooth, computed on the welded surface.
+    - ``positions`` float32 (N, 3); ``faces`` int64 (F, 3); ``normals`` float32 (F, 3, 3),
+      one per face corner (:func:`crease_normals`).
     - ``vertex_colors`` float32 (N, 3) and ``face_colors`` float32 (F, 3): linear
       multipliers (ones where the file has none).
     - ``uv`` float32 (N, 2), origin bottom-left, or None; ``textures`` sRGB uint8 (H, W, 3)
@@ -183,8 +183,6 @@ def load_mesh(path: str | Path, *, normalize: bool = True) -> PreviewMesh:
 
 
 def _combine(parts: list[_Part]) -> PreviewMesh:
-    from instantmesh_cli.export import smooth_normals
-
     offsets = np.cumsum([0] + [len(p.positions) for p in parts])
     positions = np.concatenate([p.positions for p in parts]).astype(np.float32)
     faces = np.concatenate([p.faces + o for p, o in zip(parts, offsets)])
@@ -202,7 +200,7 @@ def _combine(parts: list[_Part]) -> PreviewMesh:
     return PreviewMesh(
         positions=positions,
         faces=faces,
-        normals=smooth_normals(positions, faces),
+        normals=crease_normals(positions, faces),
         vertex_colors=np.concatenate([p.vertex_colors for p in parts]).astype(np.float32),
         face_colors=np.concatenate([p.face_colors for p in parts]).astype(np.float32),
         uv=uv,
@@ -211,6 +209,45 @@ def _combine(parts: list[_Part]) -> PreviewMesh:
         center=np.zeros(3, np.float32),
         scale=1.0,
     )
+
+
+def crease_normals(positions: np.ndarray, faces: np.ndarray, crease_deg: float = 60.0) -> np.ndarray:
+    """(F, 3, 3) corner normals: smooth across edges whose faces meet at under ``crease_deg``, sharp above.
+
+    The same for every format, whatever normals a file carries: curved scans and marching-cubes
+    surfaces shade smoothly, while a box's sides stay flat instead of shading as one blob.
+    Each corner averages (area-weighted) the normals of the faces around its position that
+    lie within ``crease_deg`` of its own face; positions are welded first, so UV seams do not
+    crease.
+    """
+    from instantmesh_cli.export import weld_positions
+
+    f = len(faces)
+    if f == 0:
+        return np.zeros((0, 3, 3), np.float32)
+    v = positions.astype(np.float64)
+    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])  # length = 2 × area
+    length = np.linalg.norm(fn, axis=1, keepdims=True)
+    unit = np.where(length > 0, fn / np.maximum(length, 1e-300), 0.0)
+    _, welded = weld_positions(positions)
+    corner_vertex = welded[faces.reshape(-1)]
+    # Every pair of corners at the same position: counts² pairs per position.
+    order = np.argsort(corner_vertex, kind="stable")
+    counts = np.bincount(corner_vertex)
+    starts = np.cumsum(counts) - counts
+    k = counts[corner_vertex[order]]
+    total = int(k.sum())
+    rep = np.repeat(np.arange(len(order)), k)
+    offset = np.arange(total) - np.repeat(np.cumsum(k) - k, k)
+    a = order[rep] // 3
+    b = order[starts[corner_vertex[order[rep]]] + offset] // 3
+    keep = (unit[a] * unit[b]).sum(axis=1) >= np.cos(np.radians(crease_deg))
+    corner = order[rep][keep]
+    acc = np.stack([np.bincount(corner, weights=fn[b[keep], i], minlength=3 * f) for i in range(3)], axis=1)
+    norm = np.linalg.norm(acc, axis=1, keepdims=True)
+    own = np.repeat(unit, 3, axis=0)
+    out = np.where(norm > 0, acc / np.maximum(norm, 1e-300), own)
+    return out.reshape(f, 3, 3).astype(np.float32)
 
 
 def normalized(mesh: PreviewMesh) -> PreviewMesh:

@@ -119,10 +119,9 @@ class _DeviceMesh:
     def __init__(self, mesh: PreviewMesh, device: torch.device):
         self.positions = torch.from_numpy(mesh.positions).to(device)
         self.faces = torch.from_numpy(mesh.faces).to(device)
-        attrs = [mesh.positions, mesh.normals, mesh.vertex_colors]
-        if mesh.uv is not None:
-            attrs.append(mesh.uv)
-        self.attrs = torch.from_numpy(np.concatenate(attrs, axis=1).astype(np.float32)).to(device)
+        self.normals = torch.from_numpy(mesh.normals).to(device)
+        self.vertex_colors = torch.from_numpy(mesh.vertex_colors).to(device)
+        self.uv = None if mesh.uv is None else torch.from_numpy(mesh.uv).to(device)
         self.face_colors = torch.from_numpy(mesh.face_colors).to(device)
         self.face_texture = torch.from_numpy(mesh.face_texture.astype(np.int64)).to(device)
         self.textures = [torch.from_numpy(t).to(device) for t in mesh.textures]
@@ -177,13 +176,24 @@ def _render_chunk(dm: _DeviceMesh, rasterizer, mvp, eyes, res, ss, shaded, bg):
     rast = rasterizer.rasterize(pos, dm.faces, res)
     face = rast[..., 3].long() - 1  # (V, H, W), -1 where empty
     mask = face >= 0
+    # From here on only the covered pixels: their attributes come straight from the
+    # (perspective-correct) barycentrics, with no full-image attribute buffers.
     vi, yi, xi = torch.nonzero(mask, as_tuple=True)
     fid = face[vi, yi, xi]
-    attrs = rasterizer.interpolate(dm.attrs, rast, dm.faces)[vi, yi, xi]  # only the covered pixels from here on
-    point, normal, vcolor = attrs[:, 0:3], attrs[:, 3:6], attrs[:, 6:9]
+    bary = rast[vi, yi, xi, :2]
+    w0, w1 = bary[:, 0:1], bary[:, 1:2]
+    w2 = 1.0 - w0 - w1
+    tri = dm.faces[fid]
+
+    def interp(a: torch.Tensor) -> torch.Tensor:
+        return w0 * a[tri[:, 0]] + w1 * a[tri[:, 1]] + w2 * a[tri[:, 2]]
+
+    point, vcolor = interp(dm.positions), interp(dm.vertex_colors)
+    corner_n = dm.normals[fid]
+    normal = w0 * corner_n[:, 0] + w1 * corner_n[:, 1] + w2 * corner_n[:, 2]
     albedo = vcolor * dm.face_colors[fid]
     if dm.textures:
-        uv = attrs[:, 9:11]
+        uv = interp(dm.uv)
         tex_id = dm.face_texture[fid]
         for k, tex in enumerate(dm.textures):
             sel = torch.nonzero(tex_id == k).squeeze(1)
