@@ -286,6 +286,9 @@ def test_contact_sheet_is_rewritten_as_the_batch_goes(files, tmp_path):
         assert hits > 100, k  # each cell has its status colour (border and text)
     with pytest.raises(ValueError):
         ContactEntry("x", "meh")
+    # An output that cannot be read back gets a blank tile; the sheet is still written.
+    contact_sheet(entries + [ContactEntry("gone.glb", "ok", mesh=tmp_path / "gone.glb")], path, thumb=64, device="cpu")
+    assert Image.open(path).width == 4 * first.width
 
 
 # ------------------------------------------------------------------------------------------ turntable

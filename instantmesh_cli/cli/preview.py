@@ -13,6 +13,8 @@ from instantmesh_cli.errors import ImeshError, UsageError
 
 OUTPUT_SUFFIXES = (".png", ".gif", ".mp4")
 DEFAULT_TILE, DEFAULT_FRAME, DEFAULT_FRAMES = 256, 512, 120
+# Every frame is held in memory before the file is written: 3 GiB of pixels at most.
+MAX_TURNTABLE_BYTES = 3 << 30
 
 
 def check_options(output: str, size: Optional[int], frames: Optional[int], elevation: float, fps: float,
@@ -37,7 +39,10 @@ def check_options(output: str, size: Optional[int], frames: Optional[int], eleva
             raise UsageError("--input is shown on the .png sheet only")
         if not 1.0 <= fps <= 60.0:
             raise UsageError(f"--fps must be between 1 and 60, got {fps:g}")
-        if kind == "mp4" and (size or DEFAULT_FRAME) % 2:
+        side, n = size or DEFAULT_FRAME, frames or DEFAULT_FRAMES
+        if n * side * side * 3 > MAX_TURNTABLE_BYTES:
+            raise UsageError(f"{n} frames of {side}×{side} is too large a turntable; use fewer --frames or a smaller --size")
+        if kind == "mp4" and side % 2:
             raise UsageError(f"an .mp4 needs an even --size (H.264 with 4:2:0 colour), got {size}")
     ensure_writable(path)
     return path, kind

@@ -28,9 +28,9 @@ FOV_DEG = 30.0
 MARGIN = 1.08
 # A neutral mid-light grey: dark and white objects both stand out from it (sRGB).
 BACKGROUND = (0.78, 0.78, 0.78)
-# Pixels per rasterizer call (frames × supersampled pixels): bounds the temporary memory
-# (about 100 bytes a pixel on the way to the shaded image).
-PIXEL_BUDGET = {"cuda": 1 << 25, "cpu": 1 << 22}
+# Pixels per rasterizer call (frames × supersampled pixels): bounds the temporary memory,
+# up to about 250 bytes a pixel where the mesh covers everything (under 4 GiB on CUDA).
+PIXEL_BUDGET = {"cuda": 1 << 24, "cpu": 1 << 22}
 # Supersampling stops at this many pixels a side (nvdiffrast before 0.3.3 took no more).
 MAX_RASTER_SIDE = 2048
 

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
+from instantmesh_cli.errors import ImeshError
 from instantmesh_cli.preview.meshfile import PreviewMesh, load_mesh
 from instantmesh_cli.preview.render import BACKGROUND, render_orbit
 
@@ -142,8 +143,12 @@ def contact_sheet(
     for i, entry in enumerate(entries):
         x0, y0 = (i % cols) * cell_w + pad, (i // cols) * cell_h + pad
         tile = entry.thumbnail
+        detail = entry.detail
         if tile is None and entry.mesh is not None and entry.status != "failed":
-            tile = thumbnail(entry.mesh, thumb, device=device)
+            try:
+                tile = thumbnail(entry.mesh, thumb, device=device)
+            except ImeshError as exc:  # one unreadable output must not stop the sheet of a batch
+                detail = detail or f"no preview: {exc}"
         if tile is None:
             tile = Image.new("RGB", (thumb, thumb), _BG8)
             ImageDraw.Draw(tile).line([(0, 0), (thumb, thumb)], fill=(170, 170, 170), width=2)
@@ -153,7 +158,7 @@ def contact_sheet(
         sheet.paste(tile.convert("RGB"), (x0, y0))
         color = STATUS_COLORS[entry.status]
         draw.rectangle([x0 - 2, y0 - 2, x0 + thumb + 1, y0 + thumb + 1], outline=color, width=2)
-        status = entry.status if not entry.detail else f"{entry.status}: {entry.detail}"
+        status = entry.status if not detail else f"{entry.status}: {detail}"
         draw.text((x0, y0 + thumb + 4), _ellipsize(draw, entry.name, font, thumb), fill=_INK, font=font)
         draw.text((x0, y0 + thumb + 4 + int(font_size * 1.3)), _ellipsize(draw, status, font, thumb), fill=color, font=font)
     if path is not None:

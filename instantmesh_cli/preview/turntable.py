@@ -48,7 +48,11 @@ def require_video() -> None:
 
 
 def write_animation(frames: Sequence[Image.Image], path: str | Path, fps: float = 25.0) -> Path:
-    """Write ``frames`` as a looping GIF or an MP4 (by ``path``'s suffix), atomically."""
+    """Write ``frames`` as a looping GIF or an MP4 (by ``path``'s suffix), atomically.
+
+    Pillow stores consecutive identical GIF frames (a turntable of a symmetric object) as
+    one frame with their delays added: the loop plays the same, with fewer frames in the file.
+    """
     from instantmesh_cli.fileio import atomic_path
 
     path = Path(path)
