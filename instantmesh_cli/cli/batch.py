@@ -74,8 +74,10 @@ def run_photo_batch(
     quiet: bool,
     overlap: bool,
     write_stdout: Callable[[bytes], None],
+    devices: list[str] | None = None,
 ) -> int:
-    """Run the batch; the exit code (0 all done, 1 some failed, 130/143 interrupted)."""
+    """Run the batch, in this process or over worker processes on ``devices``; the exit code
+    (0 all done, 1 some failed, 130/143 interrupted)."""
     from instantmesh_cli.chain.models import Models
     from instantmesh_cli.chain.run import BatchRunner
     from instantmesh_cli.chain.stages import PHOTO_TO_MESH
@@ -106,9 +108,16 @@ def run_photo_batch(
             options, items, outputs, fmt, skip_existing=skip_existing, save_views=save_views,
             save_cutout=save_cutout, write_stdout=write_stdout, progress=progress.stage,
         )
-        models = Models(options, download_progress=progress.download)
         try:
-            BatchRunner(models, PHOTO_TO_MESH, overlap=overlap).run(jobs, on_done)
+            if devices:
+                from instantmesh_cli.chain.workers import WorkerPool
+
+                progress.stage("load", 0, None)
+                with WorkerPool(options, devices, overlap=overlap) as pool:
+                    pool.run(jobs, on_done)
+            else:
+                models = Models(options, download_progress=progress.download)
+                BatchRunner(models, PHOTO_TO_MESH, overlap=overlap).run(jobs, on_done)
         except KeyboardInterrupt as exc:
             progress.stop()
             error_line("interrupted" + (f" by {exc.signal_name}" if isinstance(exc, Interrupted) else ""))

@@ -28,6 +28,23 @@ def _read_list(from_list: str, inputs: list[str]) -> list[str]:
         raise UsageError(f"cannot read --from-list {from_list}: {exc.strerror or exc}") from None
 
 
+def _worker_devices(gpus: str | None, workers: int, device: str) -> list[str]:
+    """The devices of the worker processes (one entry per process), or [] to run in this process."""
+    if gpus is None and workers == 1:
+        return []
+    if gpus is not None:
+        from instantmesh_cli.chain.workers import parse_gpus
+
+        if device not in ("auto", "cuda"):
+            raise UsageError("--gpus chooses the devices; drop --device")
+        base = parse_gpus(gpus)
+    else:
+        from instantmesh_cli.device import resolve_device
+
+        base = [str(resolve_device(device))]
+    return [d for d in base for _ in range(workers)]
+
+
 @app.command(epilog=(
     "Examples:\n\n"
     "  imesh generate photo.png -o photo.glb\n\n"
@@ -65,6 +82,8 @@ def generate(
     dtype: opt.Dtype = D.dtype,
     low_vram: opt.LowVram = D.low_vram,
     compile: opt.Compile = D.compile,
+    gpus: opt.Gpus = None,
+    workers: opt.Workers = 1,
     overlap: opt.Overlap = True,
     offline: opt.Offline = False,
     weights_dir: opt.WeightsDir = None,
@@ -87,9 +106,14 @@ def generate(
     outputs, ext = plan_outputs(items, output, fmt, opt.MESH_FORMATS)
     if outputs == [None] and (save_views or save_cutout):
         raise UsageError("--save-views / --save-cutout need a file or folder output, not -o -")
+    if workers < 1:
+        raise UsageError(f"--workers must be 1 or more, got {workers}")
+    devices = _worker_devices(gpus, workers, device)
+    if devices and outputs == [None]:
+        raise UsageError("-o - (GLB on stdout) runs in this process; drop --gpus / --workers")
     code = run_photo_batch(
         options, items, outputs, ext, skip_existing=skip_existing, save_views=save_views, save_cutout=save_cutout,
-        json_lines=json_lines, quiet=quiet, overlap=overlap, write_stdout=write_stdout_bytes,
+        json_lines=json_lines, quiet=quiet, overlap=overlap, write_stdout=write_stdout_bytes, devices=devices,
     )
     if code:
         raise typer.Exit(code=code)

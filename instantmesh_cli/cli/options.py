@@ -91,6 +91,13 @@ Device = Annotated[str, typer.Option("--device", metavar="DEVICE", rich_help_pan
 Dtype = Annotated[DtypeName, typer.Option("--dtype", rich_help_panel=PERF, help="Compute precision; auto = fp16 on CUDA, fp32 on CPU.")]
 LowVram = Annotated[bool, typer.Option("--low-vram", rich_help_panel=PERF, help="Keep only the model part in use on the GPU.")]
 Compile = Annotated[bool, typer.Option("--compile", rich_help_panel=PERF, help="torch.compile the diffusion UNet (pays off for large batches).")]
+Gpus = Annotated[Optional[str], typer.Option(
+    "--gpus", metavar="all|N|0,1", rich_help_panel=PERF,
+    help="Spread a batch over one worker process per GPU (all, the first N, or these ids), each with its own models.",
+    show_default=False)]
+Workers = Annotated[int, typer.Option(
+    "--workers", metavar="N", rich_help_panel=PERF,
+    help="Worker processes per device (with --gpus, or on --device); 1 runs in this process.")]
 Overlap = Annotated[bool, typer.Option(
     "--overlap/--no-overlap", rich_help_panel=PERF, help="Overlap CPU work of neighbouring images with the GPU.")]
 
