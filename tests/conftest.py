@@ -18,6 +18,10 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 # before anything imports huggingface_hub / diffusers / transformers. Tests never
 # reach the real Hub: unknown repos answer 404 RepoNotFound at once.
 import atexit  # noqa: E402
+import shutil  # noqa: E402
+
+# Registered first, so it runs last (atexit is LIFO): after the fake hub has stopped.
+atexit.register(shutil.rmtree, _SANDBOX, ignore_errors=True)
 
 from fakehub import FakeHub  # noqa: E402
 

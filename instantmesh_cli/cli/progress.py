@@ -106,7 +106,7 @@ class BatchProgress:
         elif ok:
             parts = ", ".join(f"{name} {sec:.2f}" for name, sec in jobs[0].timings.items())
             console.print(f"{jobs[0].name}: {jobs[0].seconds:.2f} s ({parts})", markup=False, soft_wrap=True)
-        if self.total == 1 and not (failed or interrupted):
+        if self.total == 1 and not interrupted:  # one input: its error line (or its times) says it all
             return
         tail = " (interrupted)" if interrupted else ""
         console.print(f"{ok} done, {failed} failed, {skipped} skipped of {self.total}{tail}", markup=False)
