@@ -43,7 +43,8 @@ def prepare(
         help="Fraction of the square's side taken by the object, in (0, 1].",
     ),
     size: Optional[int] = typer.Option(
-        None, "--size", metavar="N", help="Output side in pixels, 32-8192 (default: keep the resolution)."
+        None, "--size", metavar="N",
+        help="Output side in pixels, 32-8192 (default: the object's own resolution, at most 2048).",
     ),
     offline: bool = typer.Option(False, "--offline", help="Never download the rembg model."),
 ) -> None:
@@ -63,14 +64,18 @@ def prepare(
     else:
         img = load_image(input)
     remover = None if no_rembg else BackgroundRemover(matting, offline=offline or None)
-    result = prepare_image(
-        img,
-        remove_background=False if no_rembg else None,
-        remover=remover,
-        foreground_ratio=foreground_ratio,
-        size=size,
-        name=label,
-    )
+    # The first background removal of a process loads the model (seconds; a download on
+    # first use, which rembg reports itself). The spinner shows on terminals only and
+    # leaves nothing behind, so stderr stays one line per outcome.
+    with console.status(f"cutting out {label}…"):
+        result = prepare_image(
+            img,
+            remove_background=False if no_rembg else None,
+            remover=remover,
+            foreground_ratio=foreground_ratio,
+            size=size,
+            name=label,
+        )
 
     how = f"background removed with {result.matting_model}" if result.background_removed else (
         "kept its alpha" if result.had_alpha else "no background removal"

@@ -9,6 +9,7 @@ costs about what a 4 MP one does.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -126,6 +127,8 @@ def prepare_image(
 
     scale = (img.size[0] / work.size[0], img.size[1] / work.size[1])
     box = box_to_source(work_box, scale, img.size)
+    if not do_remove and img.mode == "RGBA" and work is not img:
+        box = _refine(img, box, scale)
     x0, y0, x1, y1 = box
     natural = square_side(x1 - x0 + 1, y1 - y0 + 1, foreground_ratio)
     side = size if size is not None else min(natural, max_side)
@@ -146,6 +149,22 @@ def prepare_image(
         source_size=img.size,
         foreground_ratio=foreground_ratio,
     )
+
+
+def _refine(img: "Image", box: Box, scale: tuple[float, float]) -> Box:
+    """``box`` found on the working copy, made exact on the image's own alpha.
+
+    Only the box's surroundings are read: the downscaled alpha spreads (Lanczos support,
+    rounding) by a few working pixels at most.
+    """
+    x0, y0, x1, y1 = box
+    mx, my = math.ceil(3 * scale[0]) + 2, math.ceil(3 * scale[1]) + 2
+    left, top = max(0, x0 - mx), max(0, y0 - my)
+    region = (left, top, min(img.size[0], x1 + 1 + mx), min(img.size[1], y1 + 1 + my))
+    exact = foreground_bbox(img.crop(region).getchannel("A"), BBOX_MIN_ALPHA)
+    if exact is None:  # every pixel was faint: keep what the working copy saw
+        return box
+    return exact[0] + left, exact[1] + top, exact[2] + left, exact[3] + top
 
 
 def _work_region(box: Box, scale: tuple[float, float]) -> tuple[float, float, float, float]:
