@@ -1,4 +1,4 @@
-"""Image loading, background removal and recentring (instantmesh_cli/images.py).
+"""Image loading, background removal and recentring (the instantmesh_cli.images package).
 
 Every input is built here, synthetically; background removal runs through rembg's
 real ``new_session('u2net')`` with the tiny ONNX model from tests/matting_fixture.py.

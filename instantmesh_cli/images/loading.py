@@ -179,7 +179,8 @@ def load_image(
 
     try:
         # Phones store the sensor's orientation and a tag; viewers rotate, so must we.
-        img = ImageOps.exif_transpose(img)
+        # In place: an upright 48 MP photo would otherwise be copied just to drop the tag.
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # noqa: BLE001 - a broken EXIF block is no reason to refuse the picture
         pass
     try:

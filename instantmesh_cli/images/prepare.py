@@ -2,7 +2,7 @@
 
 Work happens on a copy no larger than :data:`WORK_MAX_SIDE`: the matting models see
 320² or 1024² anyway, and the object's box only needs to be right to a few source
-pixels. The cut-out itself is then resampled once from the full-resolution photo,
+pixels. The cut-out itself is then cut from the full-resolution photo and written
 at no more than :data:`MAX_CUTOUT_SIDE` unless a size is asked for, so a 48 MP photo
 costs about what a 4 MP one does.
 """
