@@ -9,7 +9,7 @@ from PIL import Image
 from instantmesh_cli.cli import run
 from instantmesh_cli.images import MAX_CUTOUT_SIDE, WORK_MAX_SIDE, foreground_bbox, prepare_image
 from instantmesh_cli.images.geometry import square_side
-from matting_fixture import empty_matting_home, tiny_matting  # noqa: F401
+from matting_fixture import tiny_matting  # noqa: F401
 
 RED, BLUE = (200, 30, 30), (30, 30, 200)
 
