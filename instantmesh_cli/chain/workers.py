@@ -134,8 +134,19 @@ def _worker_main(slot: int, device: str, options: "PipelineOptions", plan_name: 
             ids[id(job)] = job_id
             yield job
 
+    cuda = models.device.type == "cuda"
+
     def done(job: "Job") -> None:
         outbox.put(("done", slot, ids.pop(id(job)), job.detached()))
+        if cuda:
+            # Read here, in the process that owns the device: the parent holds no CUDA context.
+            import torch
+
+            outbox.put(("memory", slot, os.getpid(), {
+                "allocated_bytes": torch.cuda.memory_allocated(models.device),
+                "reserved_bytes": torch.cuda.memory_reserved(models.device),
+                "peak_allocated_bytes": torch.cuda.max_memory_allocated(models.device),
+            }))
 
     try:
         BatchRunner(models, plan, overlap=overlap).run(jobs(), done)
@@ -164,6 +175,7 @@ class _Slot:
     ready: bool = False
     dead: bool = False  # restarted too often: no more jobs go here
     restarts: int = 0
+    memory: dict | None = None  # the worker's CUDA memory after its last job (None on CPU)
 
 
 class WorkerPool:
@@ -253,6 +265,20 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [s.process.pid for s in self._slots if s.process is not None]
 
+    def stats(self) -> dict:
+        """What a monitor shows: jobs waiting for a worker, and each worker's state (``memory`` only on CUDA)."""
+        with self._lock:
+            return {
+                "waiting": len(self._waiting),
+                "workers": [
+                    {"device": s.device, "pid": s.process.pid if s.process is not None else None,
+                     "ready": s.ready, "alive": bool(s.process is not None and s.process.is_alive()),
+                     "in_flight": len(s.in_flight), "restarts": s.restarts,
+                     "load_seconds": self.load_seconds.get(s.index), "memory": s.memory}
+                    for s in self._slots
+                ],
+            }
+
     # ------------------------------------------------------------------ jobs
     def submit(self, job: "Job") -> Future:
         """Queue ``job`` (its outputs are paths; no stream callbacks); the future resolves to the detached job."""
@@ -334,6 +360,8 @@ class WorkerPool:
                 ticket.job.progress(stage, done, total)
             if self.progress is not None:
                 self.progress(job_id, stage, done, total)
+        elif kind == "memory":
+            slot.memory = message[3]
         elif kind == "done":
             job_id, result = message[2], message[3]
             slot.in_flight.discard(job_id)

@@ -75,8 +75,10 @@ def run_photo_batch(
     overlap: bool,
     write_stdout: Callable[[bytes], None],
     devices: list[str] | None = None,
+    remote=None,
 ) -> int:
-    """Run the batch, in this process or over worker processes on ``devices``; the exit code
+    """Run the batch, in this process, over worker processes on ``devices``, or on a server
+    (``remote``, a :class:`~instantmesh_cli.serve.client.RemoteBatch`); the exit code
     (0 all done, 1 some failed, 130/143 interrupted)."""
     from instantmesh_cli.chain.models import Models
     from instantmesh_cli.chain.run import BatchRunner
@@ -85,6 +87,7 @@ def run_photo_batch(
     from instantmesh_cli.cli.progress import BatchProgress
 
     finished: list["Job"] = []
+    engine = "local" if remote is None else remote.engine
 
     def on_done(job: "Job") -> None:
         finished.append(job)
@@ -96,7 +99,7 @@ def run_photo_batch(
         for warning in job.warnings:
             warn_line(f"{job.name}: {warning}")
         if json_lines:
-            sys.stdout.write(json.dumps(job.record()) + "\n")
+            sys.stdout.write(json.dumps({**job.record(), "engine": engine}) + "\n")
             sys.stdout.flush()
         elif job.status == "ok":
             for path in job.files[:1]:
@@ -109,7 +112,9 @@ def run_photo_batch(
             save_cutout=save_cutout, write_stdout=write_stdout, progress=progress.stage,
         )
         try:
-            if devices:
+            if remote is not None:
+                remote.run(jobs, on_done)
+            elif devices:
                 from instantmesh_cli.chain.workers import WorkerPool
 
                 progress.stage("load", 0, None)

@@ -13,3 +13,4 @@ from instantmesh_cli.cli import reconstruct  # noqa: F401
 from instantmesh_cli.cli import multiview  # noqa: F401
 from instantmesh_cli.cli import bench  # noqa: F401
 from instantmesh_cli.cli import preview  # noqa: F401
+from instantmesh_cli.cli import serve  # noqa: F401

@@ -8,7 +8,7 @@ import typer
 
 from instantmesh_cli.cli import options as opt
 from instantmesh_cli.cli.app import app
-from instantmesh_cli.cli.common import write_stdout_bytes
+from instantmesh_cli.cli.common import warn_line, write_stdout_bytes
 from instantmesh_cli.errors import UsageError
 
 D = opt.DEFAULTS
@@ -28,9 +28,10 @@ def _read_list(from_list: str, inputs: list[str]) -> list[str]:
         raise UsageError(f"cannot read --from-list {from_list}: {exc.strerror or exc}") from None
 
 
-def _worker_devices(gpus: str | None, workers: int, device: str) -> list[str]:
-    """The devices of the worker processes (one entry per process), or [] to run in this process."""
-    if gpus is None and workers == 1:
+def worker_devices(gpus: str | None, workers: int, device: str, *, always: bool = False) -> list[str]:
+    """The devices of the worker processes (one entry per process), or [] to run in this process
+    (one worker on one device, unless ``always``)."""
+    if gpus is None and workers == 1 and not always:
         return []
     if gpus is not None:
         from instantmesh_cli.chain.workers import parse_gpus
@@ -52,6 +53,7 @@ def _worker_devices(gpus: str | None, workers: int, device: str) -> list[str]:
     "  find shots -name '*.jpg' | imesh generate --from-list - -o out/"
 ))
 def generate(
+    ctx: typer.Context,
     inputs: opt.Inputs = None,
     output: opt.MeshOutput = ...,
     fmt: opt.Format = None,
@@ -85,6 +87,8 @@ def generate(
     gpus: opt.Gpus = None,
     workers: opt.Workers = 1,
     overlap: opt.Overlap = True,
+    server: opt.Server = None,
+    no_server: opt.NoServer = False,
     offline: opt.Offline = False,
     weights_dir: opt.WeightsDir = None,
 ) -> None:
@@ -108,12 +112,27 @@ def generate(
         raise UsageError("--save-views / --save-cutout need a file or folder output, not -o -")
     if workers < 1:
         raise UsageError(f"--workers must be 1 or more, got {workers}")
-    devices = _worker_devices(gpus, workers, device)
+    devices = worker_devices(gpus, workers, device)
     if devices and outputs == [None]:
         raise UsageError("-o - (GLB on stdout) runs in this process; drop --gpus / --workers")
-    code = run_photo_batch(
-        options, items, outputs, ext, skip_existing=skip_existing, save_views=save_views, save_cutout=save_cutout,
-        json_lines=json_lines, quiet=quiet, overlap=overlap, write_stdout=write_stdout_bytes, devices=devices,
-    )
+    if devices and server and not no_server:
+        raise UsageError("--gpus / --workers run workers here; drop them to use --server")
+    remote = None
+    if not devices and not no_server:
+        from instantmesh_cli.serve.client import connect
+        from instantmesh_cli.serve.fields import fields_from_params
+
+        remote = connect(server, options, note=lambda line: None if quiet else warn_line(line))
+        if remote is not None:
+            remote.fields = fields_from_params(ctx.params)
+    try:
+        code = run_photo_batch(
+            options, items, outputs, ext, skip_existing=skip_existing, save_views=save_views, save_cutout=save_cutout,
+            json_lines=json_lines, quiet=quiet, overlap=overlap, write_stdout=write_stdout_bytes, devices=devices,
+            remote=remote,
+        )
+    finally:
+        if remote is not None:
+            remote.close()
     if code:
         raise typer.Exit(code=code)

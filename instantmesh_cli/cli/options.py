@@ -97,9 +97,37 @@ Gpus = Annotated[Optional[str], typer.Option(
     show_default=False)]
 Workers = Annotated[int, typer.Option(
     "--workers", metavar="N", rich_help_panel=PERF,
-    help="Worker processes per device (with --gpus, or on --device); 1 runs in this process.")]
+    help="Worker processes per device (with --gpus, or on --device); generate with 1 runs in its own process.")]
 Overlap = Annotated[bool, typer.Option(
     "--overlap/--no-overlap", rich_help_panel=PERF, help="Overlap CPU work of neighbouring images with the GPU.")]
+
+# --- server -------------------------------------------------------------------
+SERVE = "Server"
+Server = Annotated[Optional[str], typer.Option(
+    "--server", metavar="URL", rich_help_panel=PERF, envvar="IMESH_SERVER", show_envvar=True,
+    help="Run on this imesh serve (unix:/path.sock or http://host:port); default: the running server on the "
+         "default socket, else in this process.", show_default=False)]
+NoServer = Annotated[bool, typer.Option(
+    "--no-server", rich_help_panel=PERF, help="Run in this process even when a server is running.")]
+Socket = Annotated[Optional[Path], typer.Option(
+    "--socket", metavar="PATH", dir_okay=False, rich_help_panel=SERVE,
+    help="Unix socket to listen on (default: $XDG_RUNTIME_DIR/imesh/serve.sock, else a private folder in the temp dir).",
+    show_default=False)]
+Host = Annotated[Optional[str], typer.Option(
+    "--host", metavar="HOST", rich_help_panel=SERVE,
+    help="Listen on TCP at this address too (instead of the socket unless --socket is given); other than loopback needs --token.",
+    show_default=False)]
+Port = Annotated[Optional[int], typer.Option(
+    "--port", metavar="PORT", min=0, max=65535, rich_help_panel=SERVE, help="TCP port (with --host; default 8411; 0 picks a free one).",
+    show_default=False)]
+Token = Annotated[Optional[str], typer.Option(
+    "--token", metavar="TOKEN", rich_help_panel=SERVE, envvar="IMESH_TOKEN", show_envvar=True,
+    help="Require 'Authorization: Bearer TOKEN' on every request (prefer the variable: a flag shows in ps).",
+    show_default=False)]
+Ttl = Annotated[float, typer.Option(
+    "--ttl", metavar="SECONDS", min=1, rich_help_panel=SERVE, help="Keep a finished job's results this long unless deleted.")]
+MaxUpload = Annotated[float, typer.Option(
+    "--max-upload", metavar="MB", min=0.001, rich_help_panel=SERVE, help="Largest upload accepted, in MB (2^20 bytes).")]
 
 # --- weights ------------------------------------------------------------------
 Offline = Annotated[bool, typer.Option(

@@ -1,0 +1,170 @@
+"""The API's option fields: ``imesh generate``'s flags by the same names, with the same defaults.
+
+Nothing is declared twice: the fields are read off the ``generate`` command's own parameters
+(their Python names with ``-`` for ``_``, which are the long flag names) and their values go
+through :func:`instantmesh_cli.cli.options.pipeline_options`, the function the command line
+uses. A test checks every field against ``imesh generate --help``.
+
+Options that choose the models (``model``, ``dtype``, ``device``) must agree with what the
+workers loaded; the ones that only the server's start decides (``--low-vram``, ``--compile``,
+``--offline``, ``--weights-dir``: a client never names a path on the server) are refused by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from instantmesh_cli.chain.options import PipelineOptions
+
+# generate's Python parameter → field name, where the two differ (``--format`` is ``fmt`` in Python).
+_RENAMED = {"fmt": "format"}
+# Set when the server starts; a job cannot change them.
+SERVER_OWNED = {
+    "low-vram": "--low-vram",
+    "compile": "--compile",
+    "offline": "--offline",
+    "weights-dir": "--weights-dir",
+}
+# Fields that are not options: how the job and its files are named.
+NAME_FIELDS = ("name", "stem")
+# generate flags about local files and the local run; a server job has no use for them.
+_NOT_FIELDS = {"inputs", "output", "recursive", "from_list", "skip_existing", "json_lines", "quiet", "gpus", "workers",
+               "overlap", "server", "no_server", "ctx"}
+_KEPT_ANYWAY = {
+    "save-views": "the views of every job are kept; fetch /v1/jobs/{id}/views.png",
+    "save-cutout": "the cut-out of every job is kept; fetch /v1/jobs/{id}/cutout.png",
+}
+
+
+class FieldError(ValueError):
+    """A bad field, as one line; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # as sent: "texture-size"
+    param: str  # generate's Python parameter: "texture_size"
+    kind: Any  # the annotated type: int, Optional[int], Literal[...], bool
+    default: Any
+
+
+@functools.lru_cache(maxsize=1)
+def fields() -> dict[str, Field]:
+    """Every field the API takes, by name, in generate's order."""
+    from instantmesh_cli.cli.generate import generate
+    from instantmesh_cli.cli.options import pipeline_options
+
+    targets = set(inspect.signature(pipeline_options).parameters) | set(_RENAMED)
+    out = {}
+    for name, p in inspect.signature(generate, eval_str=True).parameters.items():
+        if name in _NOT_FIELDS or name not in targets:
+            continue
+        kind = typing.get_args(p.annotation)[0] if typing.get_origin(p.annotation) is typing.Annotated else p.annotation
+        field = Field(_RENAMED.get(name, name).replace("_", "-"), name, kind, p.default)
+        out[field.name] = field
+    return out
+
+
+def _parse(field: Field, value: Any) -> Any:
+    from pydantic import TypeAdapter, ValidationError
+
+    if isinstance(value, str) and value.strip().lower() in ("", "none", "null") and type(None) in typing.get_args(field.kind):
+        return None
+    try:
+        return TypeAdapter(field.kind).validate_python(value.strip() if isinstance(value, str) else value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        expected = first.get("msg", "invalid value").replace("Input should be ", "expected ")
+        raise FieldError(f"{field.name}={value!r}: {expected}") from None
+
+
+def parse_fields(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Field names and values as sent (strings from a form or a query, or JSON values) → (generate's keyword
+    arguments, the naming fields). Unknown, repeated-under-two-spellings and server-owned names are refused."""
+    table = fields()
+    kwargs: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for key, value in raw.items():
+        name = key.strip().lower().replace("_", "-")
+        if name in NAME_FIELDS:
+            names[name] = str(value)
+            continue
+        negated = False
+        if name not in table and name.startswith("no-") and name[3:] in table and table[name[3:]].kind is bool:
+            name, negated = name[3:], True  # no-texture=true, as the --no-texture flag
+        if name in SERVER_OWNED:
+            raise FieldError(f"{key} is chosen when the server starts (imesh serve {SERVER_OWNED[name]}), not per job")
+        if name in _KEPT_ANYWAY:
+            raise FieldError(f"{key} is not needed: {_KEPT_ANYWAY[name]}")
+        if name not in table:
+            offered = [n for n in table if n not in SERVER_OWNED]
+            raise FieldError(f"unknown option {key!r}; the options are: {', '.join(offered)}, name, stem")
+        if name in seen:
+            raise FieldError(f"{key} given twice (also as {seen[name]!r})")
+        seen[name] = key
+        parsed = _parse(table[name], value)
+        kwargs[table[name].param] = (not parsed) if negated else parsed
+    return kwargs, names
+
+
+def job_options(raw: Mapping[str, Any], server: PipelineOptions, *, device_type: str) -> tuple[PipelineOptions, str, dict[str, str]]:
+    """Fields → (the job's checked options, its mesh format, its naming fields).
+
+    Load options come from ``server``; a field that asks for other models is a 409 naming the server's.
+    """
+    from instantmesh_cli.cli.options import pipeline_options
+    from instantmesh_cli.device import resolve_dtype
+    from instantmesh_cli.errors import ImeshError
+
+    kwargs, names = parse_fields(raw)
+    fmt = kwargs.pop("fmt", None) or "glb"
+    model = kwargs.pop("model", server.model)
+    if model != server.model:
+        raise FieldError(f"this server's workers loaded {server.model}, not {model}; "
+                         f"start one with imesh serve --model {model}", 409)
+    device = kwargs.pop("device", "auto")
+    if device != "auto" and device.split(":")[0] != device_type:
+        raise FieldError(f"this server's workers run on {device_type}, not {device}", 409)
+    dtype = kwargs.pop("dtype", "auto")
+    import torch
+
+    server_dtype = resolve_dtype(server.dtype, torch.device(device_type))
+    try:
+        wanted = resolve_dtype(dtype, torch.device(device_type))
+    except ImeshError as exc:
+        raise FieldError(f"dtype={dtype}: {exc}".replace("--", ""), 409) from None
+    if wanted != server_dtype:
+        raise FieldError(f"this server's workers compute in {str(server_dtype).replace('torch.', '')}, not {dtype}; "
+                         f"start one with imesh serve --dtype {dtype}", 409)
+    try:
+        options = pipeline_options(**kwargs)
+    except ImeshError as exc:
+        raise FieldError(str(exc).replace("--", "")) from None
+    options = options.replace(**{f: getattr(server, f) for f in ("model", "device", "dtype", "low_vram", "compile",
+                                                                  "offline", "weights_dir")})
+    return options, fmt, names
+
+
+def fields_from_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """generate's parameter values (``ctx.params``) → the fields a client sends (what it set, as text).
+
+    Server-owned options are left out: the client checks them against the server's health first.
+    """
+    out = {}
+    for field in fields().values():
+        if field.name in SERVER_OWNED or field.param not in params:
+            continue
+        value = params[field.param]
+        if value is None:
+            continue
+        out[field.name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
