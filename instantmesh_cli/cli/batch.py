@@ -75,6 +75,7 @@ def run_photo_batch(
     overlap: bool,
     write_stdout: Callable[[bytes], None],
     devices: list[str] | None = None,
+    contact_sheet: bool = False,
     remote=None,
 ) -> int:
     """Run the batch, in this process, over worker processes on ``devices``, or on a server
@@ -88,9 +89,12 @@ def run_photo_batch(
 
     finished: list["Job"] = []
     engine = "local" if remote is None else remote.engine
+    sheet = ContactSheet(_sheet_path(outputs)) if contact_sheet else None
 
     def on_done(job: "Job") -> None:
         finished.append(job)
+        if sheet is not None:
+            sheet.add(job)
         progress.job_done(job)
         if job.status == "failed" and state.debug and job.exception is not None:
             import traceback
@@ -101,7 +105,7 @@ def run_photo_batch(
         if json_lines:
             sys.stdout.write(json.dumps({**job.record(), "engine": engine}) + "\n")
             sys.stdout.flush()
-        elif job.status == "ok":
+        elif job.status in ("ok", "suspect"):
             for path in job.files[:1]:
                 sys.stdout.write(f"{path}\n")
                 sys.stdout.flush()
@@ -129,4 +133,39 @@ def run_photo_batch(
             progress.summary(finished, interrupted=True)
             return exc.exit_code if isinstance(exc, Interrupted) else 130
     progress.summary(finished)
-    return 1 if any(j.status == "failed" for j in finished) else 0
+    if any(j.status == "failed" for j in finished):
+        return 1
+    return 3 if any(j.status == "suspect" for j in finished) else 0
+
+
+def _sheet_path(outputs: "list[Path | None]") -> Path:
+    """contact_sheet.png in the folder of the outputs (their common folder)."""
+    import os
+
+    folders = {str(p.parent) for p in outputs if p is not None}
+    return Path(os.path.commonpath(sorted(folders))) / "contact_sheet.png"
+
+
+class ContactSheet:
+    """The batch's contact sheet, rewritten (atomically) after every finished job, so an interrupted
+    batch still has one. Each output's thumbnail is rendered once, from the exported file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: list = []
+
+    def add(self, job: "Job") -> None:
+        from instantmesh_cli.preview.sheet import ContactEntry, contact_sheet, thumbnail
+
+        if job.status == "skipped":
+            return
+        q = job.quality or {}
+        if job.status == "failed":
+            detail = job.error or ""
+        else:
+            detail = f"PSNR {q['psnr']} dB, IoU {q['iou']}" if q.get("psnr") is not None else ""
+        picture = None
+        if job.status != "failed" and job.outputs.mesh is not None and job.outputs.mesh.exists():
+            picture = thumbnail(job.outputs.mesh, device=job.options.device)
+        self.entries.append(ContactEntry(Path(job.name).name, job.status, thumbnail=picture, detail=detail))
+        contact_sheet(self.entries, self.path)

@@ -257,12 +257,12 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
         job = table.get(job_id)
         return _file(job, job.cutout_path.name)
 
-    @v1.get("/jobs/{job_id}/preview.png", summary="A preview sheet: the cut-out and the mesh from six sides (made on first request)")
+    @v1.get("/jobs/{job_id}/preview.png", summary="The preview sheet (jobs submitted with preview=true)")
     async def preview(job_id: str):
         job = table.get(job_id)
-        job.path_of(job.mesh_path.name)
-        path = await run_in_threadpool(_preview, job)
-        return FileResponse(path, media_type="image/png", filename=path.name)
+        if job.state == "done" and not job.preview_path.exists():
+            raise JobError(f"job {job.id} has no preview; submit it with preview=true", 404)
+        return _file(job, job.preview_path.name)
 
     @v1.delete("/jobs/{job_id}", summary="Cancel a job (a queued one never runs) and delete its results")
     async def delete(job_id: str):
@@ -343,21 +343,6 @@ def _zip(paths) -> bytes:
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes())
     return buf.getvalue()
-
-
-def _preview(job: "ServerJob"):
-    """The job's preview sheet, rendered once on the CPU (the server process holds no GPU context)."""
-    from PIL import Image
-
-    from instantmesh_cli.chain.writing import save_png
-    from instantmesh_cli.preview.sheet import preview_sheet
-
-    path = job.folder / f"{job.stem}_preview.png"
-    with job.preview_lock:
-        if not path.exists():
-            cutout = Image.open(job.cutout_path) if job.cutout_path.exists() else None
-            save_png(preview_sheet(job.mesh_path, cutout, size=256, device="cpu"), path)
-    return path
 
 
 def stderr_logging() -> dict:

@@ -262,7 +262,7 @@ class RemoteBatch:
                     out.mesh_to(self.client.download(job_id, name))
                     continue
                 path = out.mesh
-            elif kind == "mesh-part":
+            elif kind in ("mesh-part", "preview"):
                 path = out.mesh.with_name(name) if out.mesh is not None else None
             elif kind == "views":
                 path = out.views
@@ -283,12 +283,13 @@ class RemoteBatch:
         if status["state"] == "cancelled":
             job.status, job.error = "failed", "cancelled on the server"
             return
-        job.status = "ok" if status["state"] == "done" else "failed"
+        job.status = record.get("status", "ok") if status["state"] == "done" else "failed"
         job.error = self._local_words(status.get("error") or record.get("error"), job, sent_name)
         job.warnings.extend(record.get("warnings") or [])
         job.timings.update(record.get("seconds") or {})
         job.vertices, job.faces = record.get("vertices"), record.get("faces")
         job.psnr_before, job.psnr_after = record.get("psnr_before"), record.get("psnr_after")
+        job.quality = record.get("quality")
 
     @staticmethod
     def _local_words(error: str | None, job: "Job", sent_name: str) -> str | None:

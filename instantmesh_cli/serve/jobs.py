@@ -72,6 +72,7 @@ class ServerJob:
     mesh_path: Path
     views_path: Path
     cutout_path: Path
+    preview_path: Path
     submitted: float = field(default_factory=time.monotonic)
     state: str = "queued"  # queued → running → done | failed; cancelled at any point
     stage: str | None = None
@@ -84,13 +85,12 @@ class ServerJob:
     future: "Future | None" = None
     version: int = 0
     event: asyncio.Event | None = None
-    preview_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def files(self) -> list[dict]:
         """The job's files once done, mesh first: name, kind, size."""
         if self.state != "done" or self.result is None:
             return []
-        kinds = {self.mesh_path: "mesh", self.views_path: "views", self.cutout_path: "cutout"}
+        kinds = {self.mesh_path: "mesh", self.views_path: "views", self.cutout_path: "cutout", self.preview_path: "preview"}
         out = []
         for path in self.result.files:
             if path.exists():
@@ -189,7 +189,7 @@ class JobTable:
             folder = self.root / job_id
             folder.mkdir(mode=0o700)
             job = ServerJob(job_id, name, stem, fmt, folder, folder / f"{stem}.{fmt}", folder / f"{stem}_views.png",
-                            folder / f"{stem}_cutout.png")
+                            folder / f"{stem}_cutout.png", folder / f"{stem}_preview.png")  # the preview stage's name
             work = Job(name=name, inputs=[JobInput(label=name, data=data)], seed=derive_seed(options.seed, name),
                        options=options, outputs=JobOutputs(mesh=job.mesh_path, mesh_format=fmt, views=job.views_path,
                                                            cutout=job.cutout_path),
@@ -230,8 +230,8 @@ class JobTable:
                 shutil.rmtree(job.folder, ignore_errors=True)  # nobody wants these any more
             else:
                 job.result = result
-                job.state = "done" if result.status == "ok" else "failed"
-                job.error = result.error_line() if result.status == "failed" else None
+                job.state = "done" if result.status in ("ok", "suspect") else "failed"
+                job.error = result.error_line() if job.state == "failed" else None
                 self.counts[job.state] += 1
                 if self.log is not None:
                     self.log(f"{job.id[:8]} {job.name}: {job.error or 'done'} ({job.finished - job.submitted:.1f} s)")
