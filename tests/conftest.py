@@ -33,8 +33,11 @@ os.environ["HF_ENDPOINT"] = _FAKE_HUB.endpoint
 # The hub cache always lives in the sandbox, even when the user has HF_HOME /
 # HF_HUB_CACHE set; nothing from the user's environment decides where weights come from.
 os.environ["HF_HUB_CACHE"] = os.path.join(_SANDBOX, "hf", "hub")
-for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "IMESH_WEIGHTS_DIR"):
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "IMESH_WEIGHTS_DIR", "IMESH_SERVER", "IMESH_TOKEN"):
     os.environ.pop(_var, None)
+# `imesh generate` uses a server it finds on the default socket: a user's running `imesh serve`
+# must never take the tests' jobs, so the default socket lives in the sandbox too.
+os.environ["XDG_RUNTIME_DIR"] = os.path.join(_SANDBOX, "run")
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
 import torch  # noqa: E402

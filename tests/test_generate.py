@@ -102,7 +102,7 @@ def test_one_photo_to_glb_with_json(served, tmp_path, capsys):
     record = json.loads(captured.out.strip())
     assert set(record) == {
         "input", "output", "status", "error", "warnings", "seed", "seconds", "total_seconds",
-        "vertices", "faces", "psnr_before", "psnr_after", "quality", "files",
+        "vertices", "faces", "psnr_before", "psnr_after", "quality", "files", "engine",
     }
     assert record["status"] == "ok" and record["error"] is None and record["output"] == str(out)
     assert {"prepare", "multiview", "reconstruct", "export"} <= set(record["seconds"])

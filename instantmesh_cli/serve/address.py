@@ -114,25 +114,34 @@ def parse_server(text: str) -> Address:
 # --------------------------------------------------------------------------- the server's side
 
 
-def bind_unix(path: Path) -> socket.socket:
-    """A listening unix socket at ``path``, mode 0600 from the start (no window where others could connect).
-
-    A socket file left by a server that died is replaced; a live server there is an error.
-    """
+def prepare_unix(path: Path) -> None:
+    """Make ``path`` ready to bind, before any model loads: its folder (0700 when created here), and no
+    other server there. A socket file left by a server that died is removed; a live server is an error."""
     path = Path(path)
-    if path.exists() or path.is_symlink():
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise ImeshError(f"{path} exists and is not a socket; choose another --socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.settimeout(1.0)
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # nobody answers: left over from a server that was killed
-        else:
-            raise ImeshError(f"a server is already listening on {path}; stop it first, or choose another --socket")
-        finally:
-            probe.close()
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImeshError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not stat.S_ISSOCK(path.lstat().st_mode):
+        raise ImeshError(f"{path} exists and is not a socket; choose another --socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # nobody answers: left over from a server that was killed
+    else:
+        raise ImeshError(f"a server is already listening on {path}; stop it first, or choose another --socket")
+    finally:
+        probe.close()
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A listening unix socket at ``path``, mode 0600 from the start (no window where others could connect)."""
+    path = Path(path)
+    prepare_unix(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # bind creates the file; the umask decides its mode before chmod could
     try:

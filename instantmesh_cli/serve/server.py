@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import uvicorn
 
 from instantmesh_cli.errors import UsageError
-from instantmesh_cli.serve.address import DEFAULT_PORT, Address, bind_tcp, bind_unix, default_socket, is_loopback
+from instantmesh_cli.serve.address import (
+    DEFAULT_PORT, Address, bind_tcp, bind_unix, default_socket, is_loopback, prepare_unix,
+)
 
 if TYPE_CHECKING:
     from instantmesh_cli.chain.options import PipelineOptions
@@ -75,6 +77,8 @@ def run_server(
 
     say = say or (lambda line: None)
     listen.check(token)
+    if listen.path is not None:
+        prepare_unix(listen.path)  # a wrong --socket fails now, not after the models have loaded
     pool = WorkerPool(options, list(devices), start_method=start_method)
     root = Path(tempfile.mkdtemp(prefix="imesh-serve-"))
     sockets = []
