@@ -373,6 +373,34 @@ def test_cancel_and_a_vanished_client_do_not_wedge_the_queue(server, tmp_path):
         assert metrics["totals"]["cancelled"] >= 1 and metrics["queue_depth"] == 0 and metrics["running"] == 0
 
 
+def test_ctrl_c_in_generate_cancels_its_jobs_on_the_server(server, tiny, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(8):
+        photo(folder / f"i{i}.png", shift=i)
+    env = dict(tiny["env"], IMESH_TOKEN=TOKEN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "instantmesh_cli", "generate", str(folder), "-o", f"{tmp_path}/out/", "--json",
+         "--server", f"unix:{server.socket_path}", "--steps", "1", "--guidance", "1", "--no-texture",
+         "--no-refine-texture", "--no-quality", "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    first = proc.stdout.readline()
+    assert json.loads(first)["engine"] == "server", proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    records = [json.loads(line) for line in (first + rest).splitlines()]
+    assert 1 <= len(records) < 8 and all(r["status"] == "ok" for r in records)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(Path(r["output"]).name for r in records), err
+    with server.client() as c:
+        deadline = time.monotonic() + 120
+        while c.get("/v1/jobs").json() or c.get("/v1/metrics").json()["running"]:
+            assert time.monotonic() < deadline, c.get("/v1/jobs").json()
+            time.sleep(0.2)  # none of its jobs is kept, and none still runs for nobody
+        assert c.get("/v1/metrics").json()["totals"]["cancelled"] >= 1
+
+
 def test_results_expire_after_the_ttl(tmp_path):
     from instantmesh_cli.serve.jobs import JobTable
 
@@ -392,6 +420,23 @@ def test_results_expire_after_the_ttl(tmp_path):
     assert table.expire(now=job.finished + 6) == 1 and not job.folder.exists()
     with pytest.raises(Exception, match="kept 5 s"):
         table.get(job.id)
+
+
+def test_api_fields_are_generates_flags_with_its_defaults(capsys):
+    from instantmesh_cli.cli import run
+    from instantmesh_cli.cli.options import pipeline_options
+    from instantmesh_cli.serve.fields import fields, fields_from_params, job_options
+
+    assert run(["generate", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(f"--{name}" in text for name in fields())
+    server = PipelineOptions(device="cpu")
+    defaults = {f.param: f.default for f in fields().values()}
+    options, fmt, _ = job_options(fields_from_params(defaults), server, device_type="cpu")
+    assert options == pipeline_options(device="cpu") and fmt == "glb"
+    sent = fields_from_params({**defaults, "steps": 30, "texture": False, "uv": "xatlas", "min_psnr": 20.5})
+    options, _, _ = job_options(sent, server, device_type="cpu")
+    assert (options.steps, options.texture, options.uv_method, options.min_psnr) == (30, False, "xatlas", 20.5)
 
 
 def test_tcp_beyond_loopback_needs_a_token(tiny):
@@ -423,3 +468,5 @@ def test_sigterm_drains_running_jobs_then_exits_0(server, tmp_path):
     assert server.proc.wait(60) == 0, "".join(server.err)
     assert all(m[:4] == b"glTF" for m in meshes)
     assert not server.socket_path.exists()
+    log = "".join(server.err)
+    assert "draining" in log and "Traceback" not in log, log

@@ -190,18 +190,28 @@ class RemoteBatch:
     def run(self, jobs: "list[Job]", on_done: Callable[["Job"], None]) -> None:
         pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="imesh-client")
         futures = [pool.submit(self._one, job) for job in jobs]
+        reported = 0
         try:
-            for future in futures:
-                on_done(future.result())
+            for index, future in enumerate(futures):
+                job = future.result()
+                reported = index + 1  # before the call: a stop inside on_done must not report it twice
+                on_done(job)
         except BaseException:
-            self._stop.set()
             for future in futures:
                 future.cancel()
             with self._lock:
+                self._stop.set()
                 open_ids = list(self._open)
             for job_id in open_ids:
                 self.client.delete(job_id)  # queued ones never run; running ones end their streams as cancelled
             pool.shutdown(wait=True, cancel_futures=True)
+            # Jobs that finished (and were written) behind one still running are reported too, as a
+            # local run reports every output it wrote before the stop.
+            for future in futures[reported:]:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    job = future.result()
+                    if job.status in ("ok", "suspect", "failed") and job.files:
+                        on_done(job)
             raise
         pool.shutdown(wait=True)
 
@@ -226,7 +236,12 @@ class RemoteBatch:
             return self._failed(job, f"the server stopped answering: {_reason(exc)}", sent_name)
         job_id = status["id"]
         with self._lock:
-            self._open.add(job_id)
+            stopped = self._stop.is_set()
+            if not stopped:
+                self._open.add(job_id)
+        if stopped:
+            self.client.delete(job_id)  # submitted while the batch was being stopped
+            return job
         try:
             for status in self.client.events(job_id):
                 if status["state"] == "running" and status["stage"] is not None:
