@@ -42,6 +42,7 @@ STAGE_ROWS = (
     ("decimate", "decimation"),
     ("uv", "UV atlas"),
     ("bake", "texture bake"),
+    ("quality", "quality check"),
     ("export", "GLB export"),
 )
 
@@ -156,6 +157,9 @@ def measure_run(models: Models, image, seed: int = 42) -> RunMeasure:
         m.peak_gib.update({k: peaks.get("texture", 0.0) for k in parts})
         m.psnr_before, m.psnr_after = report.psnr_before, report.psnr_after
     m.faces_textured = job.mesh.num_faces
+    if "quality" in t:
+        m.seconds["quality"] = t["quality"]
+        m.peak_gib["quality"] = peaks.get("quality", 0.0)
     m.seconds["export"] = t["export"]
     m.peak_gib["multiview"] = peaks.get("multiview", 0.0)
     return m
