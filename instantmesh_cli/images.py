@@ -424,6 +424,9 @@ def _import_rembg():
             f"background removal is unavailable: rembg or onnxruntime is not installed{detail}",
             hint="pip install 'rembg[cpu]', or give an image with transparency and --no-rembg",
         ) from None
+    from instantmesh_cli.quiet import quiet_pooch
+
+    quiet_pooch()
     return rembg
 
 

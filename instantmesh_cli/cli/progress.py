@@ -1,4 +1,11 @@
-"""Progress on stderr: a bar per stage on a terminal, one line per finished input elsewhere; the summary."""
+"""Progress on stderr: live bars on a terminal, one line per finished input elsewhere; the summary.
+
+On a terminal a run shows, as it goes: the batch (images n/N, when there are several),
+one line per worker thread with the stage it is in — reading, removing background,
+loading models, generating views n/steps, reconstructing, refining texture n/steps,
+texturing, writing — and one bar per weights file being downloaded. Stages are
+announced by the chain itself (``job.report``), so every command shows the same.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +21,42 @@ STAGE_LABELS = {
     "read": "reading",
     "prepare": "removing background",
     "load": "loading models",
-    "download": "fetching weights",
     "multiview": "generating views",
     "reconstruct": "reconstructing",
+    "mesh": "repairing mesh",
     "texture": "texturing",
     "refine": "refining texture",
     "export": "writing",
 }
 
 
+def _count_column():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Count(ProgressColumn):
+        """``12/75`` for steps, ``1.2/3.4 GB`` for downloads, nothing while a stage has no count."""
+
+        def render(self, task) -> Text:
+            if task.total is None:
+                return Text("")
+            if task.fields.get("unit") == "bytes":
+                return Text(f"{_human(task.completed)}/{_human(task.total)}", style="progress.download")
+            return Text(f"{int(task.completed)}/{int(task.total)}", style="progress.download")
+
+    return Count()
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
 class BatchProgress:
-    """One bar for the batch and one for the current stage (diffusion and refinement steps, downloads)."""
+    """Live progress for one command run: the batch, the stage each worker thread is in, downloads."""
 
     def __init__(self, total: int, *, enabled: bool = True):
         self.total = total
@@ -33,15 +65,17 @@ class BatchProgress:
         self._lock = threading.Lock()
         self._bar = None
         self._batch_task = None
-        self._stage_task = None
-        self._stage_name: str | None = None
+        # Stages run in several threads at once in a batch (the next image is read while this
+        # one is on the GPU): one line per thread, so that neither overwrites the other.
+        self._stage_tasks: dict[int, tuple[str, int]] = {}
+        self._downloads: dict[str, int] = {}
 
     def __enter__(self) -> "BatchProgress":
         if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"), BarColumn(), _count_column(), TimeElapsedColumn(),
                 console=console, transient=True,
             )
             self._bar.start()
@@ -58,21 +92,37 @@ class BatchProgress:
             self._bar = None
 
     def stage(self, name: str, done: int, total: int | None) -> None:
-        """Job progress callback: ``done`` of ``total`` units of stage ``name`` (a new name starts a new bar)."""
+        """Job progress callback: ``done`` of ``total`` units of stage ``name`` (a new name starts a new line)."""
+        if self._bar is None:
+            return
+        thread = threading.get_ident()
+        with self._lock:
+            if self._bar is None:
+                return
+            current = self._stage_tasks.get(thread)
+            if current is None or current[0] != name:
+                if current is not None:
+                    self._bar.remove_task(current[1])
+                if name != "load" and self._downloads:
+                    for task in self._downloads.values():  # the models are loaded: their files are here
+                        self._bar.remove_task(task)
+                    self._downloads.clear()
+                current = (name, self._bar.add_task(STAGE_LABELS.get(name, name), total=total))
+                self._stage_tasks[thread] = current
+            self._bar.update(current[1], completed=done, total=total)
+
+    def download(self, file: str, done: int, total: int | None) -> None:
+        """Weights download callback: one bar per file, kept until the models are loaded."""
         if self._bar is None:
             return
         with self._lock:
             if self._bar is None:
                 return
-            if self._stage_name != name:
-                if self._stage_task is not None:
-                    self._bar.remove_task(self._stage_task)
-                self._stage_task = self._bar.add_task(STAGE_LABELS.get(name, name), total=total)
-                self._stage_name = name
-            self._bar.update(self._stage_task, completed=done, total=total)
-
-    def download(self, done: int, total: int | None) -> None:
-        self.stage("download", done, total)
+            task = self._downloads.get(file)
+            if task is None:
+                task = self._bar.add_task(f"fetching {file}", total=total, unit="bytes")
+                self._downloads[file] = task
+            self._bar.update(task, completed=done, total=total)
 
     def job_done(self, job: "Job") -> None:
         if job.status == "failed":
