@@ -9,11 +9,12 @@ flags onto; :meth:`PipelineOptions.check` is the one place where values are vali
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 from instantmesh_cli import settings
-from instantmesh_cli.errors import UsageError
+from instantmesh_cli.errors import ImeshError, UsageError
 
 # Names the CLI offers as choices; the libraries that implement them are checked
 # against these in tests/test_cli.py (importing them here would load torch at start-up).
@@ -54,6 +55,9 @@ class PipelineOptions:
     refine_steps: int = settings.DEFAULT_REFINE_STEPS
     target_faces: int | None = None  # None: the texture stage's default budget; 0 keeps every face
     uv_method: str | None = None  # None: the texture stage's default
+    # surface work before texturing (the optional `meshlab` extra)
+    remesh: bool = False  # isotropic remeshing: even triangles, about target_faces of them
+    watertight: bool = False  # repair into a closed, outward surface (3D printing)
     # performance
     device: str = "auto"
     dtype: str = "auto"
@@ -91,7 +95,17 @@ class PipelineOptions:
             raise UsageError(f"unknown --uv {self.uv_method!r}; choose one of: {', '.join(UV_METHODS)}")
         if self.dtype not in DTYPES:
             raise UsageError(f"unknown --dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        if (self.remesh or self.watertight) and importlib.util.find_spec("pymeshlab") is None:
+            from instantmesh_cli.mesh import MESHLAB_INSTALL
+
+            flag = "--remesh" if self.remesh else "--watertight"
+            # Not a usage error: the command line is right, this install lacks the extra.
+            raise ImeshError(f"{flag} needs pymeshlab, which is not installed", hint=MESHLAB_INSTALL)
         return self
+
+    @property
+    def runs_mesh_stage(self) -> bool:
+        return self.remesh or self.watertight
 
     @property
     def runs_texture_stage(self) -> bool:
@@ -104,5 +118,5 @@ class PipelineOptions:
     def provenance(self) -> dict:
         """What shaped an output, recorded in it (GLB extras): no paths, nothing time-dependent."""
         keys = ("model", "views", "scale", "steps", "guidance", "scheduler", "foreground_ratio", "texture",
-                "texture_size", "refine_texture", "refine_steps", "target_faces", "uv_method", "dtype")
+                "texture_size", "refine_texture", "refine_steps", "target_faces", "uv_method", "remesh", "watertight", "dtype")
         return {k: getattr(self, k) for k in keys}

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from instantmesh_cli.chain.job import Job
 
 STAGE_LABELS = {
+    "weights": "writing tiny weights",
     "read": "reading",
     "prepare": "removing background",
     "load": "loading models",
@@ -27,6 +28,7 @@ STAGE_LABELS = {
     "texture": "texturing",
     "refine": "refining texture",
     "export": "writing",
+    "check": "reading the output back",
 }
 
 
@@ -127,8 +129,9 @@ class BatchProgress:
     def job_done(self, job: "Job") -> None:
         if job.status == "failed":
             error_line(job.error_line())
-        elif self.verbose and not self.live:
-            # Not a terminal (a log file, CI): one line per finished input, as it finishes.
+        elif self.verbose and not self.live and self.total > 1:
+            # Not a terminal (a log file, CI): one line per finished input, as it finishes
+            # (a single input gets its line from the summary, with the stage times).
             where = ", ".join(str(p) for p in job.files[:1]) or ("stdout" if job.outputs.mesh_to else "")
             console.print(f"{job.name}: {job.status} {where} ({job.seconds:.1f} s)", markup=False, soft_wrap=True)
         if self._bar is not None and self._batch_task is not None:
