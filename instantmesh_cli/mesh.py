@@ -333,7 +333,7 @@ def decimate(mesh: Mesh, target_faces: int) -> Mesh:
 # atlas, and repair into a closed surface for 3D printing. pymeshlab is GPL-3.0 and ~280 MB
 # installed, so it is not a base dependency; these are its only uses.
 
-MESHLAB_INSTALL = "pip install 'instantmesh-cli[meshlab]' (adds pymeshlab, GPL-3.0, about 280 MB)"
+MESHLAB_INSTALL = "pip install 'instantmesh-cli[meshlab]', which adds pymeshlab: GPL-3.0, about 280 MB"
 
 
 def meshlab_available() -> bool:

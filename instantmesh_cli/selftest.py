@@ -217,7 +217,7 @@ def _run_chain(weights: Path, variant: str, device: str, target: Path, report: S
         elif name == "mesh" and not options.runs_mesh_stage:
             from instantmesh_cli.mesh import MESHLAB_INSTALL
 
-            report.stages.append(StageResult(name, "skipped", None, f"--remesh/--watertight need {MESHLAB_INSTALL}"))
+            report.stages.append(StageResult(name, "skipped", None, f"--remesh and --watertight need the meshlab extra ({MESHLAB_INSTALL})"))
         else:
             report.stages.append(StageResult(name, "ok", job.timings.get(name, 0.0), _detail(name, job)))
     if job.status != "ok":

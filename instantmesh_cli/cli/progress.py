@@ -133,7 +133,8 @@ class BatchProgress:
             # Not a terminal (a log file, CI): one line per finished input, as it finishes
             # (a single input gets its line from the summary, with the stage times).
             where = ", ".join(str(p) for p in job.files[:1]) or ("stdout" if job.outputs.mesh_to else "")
-            console.print(f"{job.name}: {job.status} {where} ({job.seconds:.1f} s)", markup=False, soft_wrap=True)
+            where = f" {where}" if where else ""
+            console.print(f"{job.name}: {job.status}{where} ({job.seconds:.1f} s)", markup=False, soft_wrap=True)
         if self._bar is not None and self._batch_task is not None:
             self._bar.advance(self._batch_task)
 
@@ -144,6 +145,7 @@ class BatchProgress:
         failed = sum(j.status == "failed" for j in jobs)
         skipped = sum(j.status == "skipped" for j in jobs)
         if self.total > 1:
+            from rich.markup import escape
             from rich.table import Table
 
             table = Table(title=None, show_edge=False, pad_edge=False)
@@ -154,7 +156,7 @@ class BatchProgress:
             style = {"ok": "green", "failed": "red", "skipped": "yellow", "pending": "dim"}
             for j in jobs:
                 detail = j.error if j.status == "failed" else (str(j.outputs.mesh) if j.outputs.mesh else "stdout")
-                table.add_row(j.name, f"[{style[j.status]}]{j.status}[/]", f"{j.seconds:.1f}", detail)
+                table.add_row(escape(j.name), f"[{style[j.status]}]{j.status}[/]", f"{j.seconds:.1f}", escape(detail or ""))
             console.print(table)
         elif ok:
             parts = ", ".join(f"{name} {sec:.2f}" for name, sec in jobs[0].timings.items())
