@@ -186,24 +186,27 @@ def write_zero123plus(repo: str | Path, size: Zero123PlusSize, *, seed: int = 0,
     _json(tok / "tokenizer_config.json",
           {**_SPECIAL, "do_lower_case": True, "model_max_length": 77, "tokenizer_class": "CLIPTokenizer"})
 
-    dtype = torch.float16 if size.half else torch.float32
+    def cast(module):
+        # fp32 is what they were built in; diffusers advises against a no-op .to() on some models.
+        return module.to(torch.float16) if size.half else module
+
     ids = {"bos_token_id": size.vocab["<|startoftext|>"], "eos_token_id": size.vocab["<|endoftext|>"], "pad_token_id": 0}
     torch.manual_seed(seed)
     # One part at a time: at full size each is hundreds of MB.
     with torch.device(device):
         text = CLIPTextModel(CLIPTextConfig(**size.text, **ids))
-    text.to(dtype).save_pretrained(repo / "text_encoder")
+    cast(text).save_pretrained(repo / "text_encoder")
     del text
     with torch.device(device):
         vision = CLIPVisionModelWithProjection(CLIPVisionConfig(**size.vision))
-    vision.to(dtype).save_pretrained(repo / "vision_encoder")
+    cast(vision).save_pretrained(repo / "vision_encoder")
     del vision
     with torch.device(device):
         vae = AutoencoderKL(**size.vae)
-    vae.to(dtype).save_pretrained(repo / "vae")
+    cast(vae).save_pretrained(repo / "vae")
     del vae
     if size.unet_weights:
-        build_unet(size, seed + 1, device).to(dtype).save_pretrained(repo / "unet")
+        cast(build_unet(size, seed + 1, device)).save_pretrained(repo / "unet")
     else:
         _json(repo / "unet" / "config.json", {"_class_name": "UNet2DConditionModel", **size.unet})
     return repo
