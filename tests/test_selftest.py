@@ -211,3 +211,28 @@ def test_generate_example_needs_no_input_file(tmp_path, capsys):
     assert "--output" in capsys.readouterr().err
     assert run(["generate", "-o", str(tmp_path / "x.glb")]) == 2
     assert "--example" in capsys.readouterr().err
+
+
+def test_two_spawned_worker_processes_give_the_local_bytes(saved, tmp_path):
+    """`generate --workers 2` (two CPU workers standing in for two GPUs, spawned, loading the saved
+    folder) writes the same bytes as the same batch in one process."""
+    from instantmesh_cli.examples import example_photo
+
+    _, folder = saved
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        (src / f"duck{i}.png").write_bytes(example_photo().read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMESH_REVISION_")}
+    common = [str(src), "--weights-dir", str(folder), "--offline", "--steps", "1", "--device", "cpu",
+              "--texture-size", "64", "--refine-steps", "1", "--no-quality", "--json", "--quiet"]
+    runs = {}
+    for name, extra in (("local", []), ("pool", ["--workers", "2"])):
+        proc = subprocess.run([sys.executable, "-m", "instantmesh_cli", "generate", *common, "-o", f"{tmp_path / name}/",
+                               *extra], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["status"] for r in runs["pool"]] == ["ok"] * 3
+    assert [r["input"] for r in runs["pool"]] == [r["input"] for r in runs["local"]]
+    for i in range(3):
+        assert (tmp_path / "pool" / f"duck{i}.glb").read_bytes() == (tmp_path / "local" / f"duck{i}.glb").read_bytes()
