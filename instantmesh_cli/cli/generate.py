@@ -49,7 +49,8 @@ def _worker_devices(gpus: str | None, workers: int, device: str) -> list[str]:
     "Examples:\n\n"
     "  imesh generate photo.png -o photo.glb\n\n"
     "  imesh generate photos/ -o meshes/ --json --skip-existing\n\n"
-    "  find shots -name '*.jpg' | imesh generate --from-list - -o out/"
+    "  find shots -name '*.jpg' | imesh generate --from-list - -o out/\n\n"
+    "  imesh generate s3://bucket/photos/ -o s3://bucket/meshes/ --ray auto --json"
 ))
 def generate(
     inputs: opt.Inputs = None,
@@ -85,6 +86,8 @@ def generate(
     gpus: opt.Gpus = None,
     workers: opt.Workers = 1,
     overlap: opt.Overlap = True,
+    ray: opt.Ray = None,
+    ray_actors: opt.RayActors = None,
     offline: opt.Offline = False,
     weights_dir: opt.WeightsDir = None,
 ) -> None:
@@ -102,6 +105,20 @@ def generate(
     listed = _read_list(from_list, inputs) if from_list is not None else []
     if not inputs and not listed:
         raise UsageError("give at least one input image, folder or pattern (or --from-list)")
+    if ray is not None:
+        if gpus is not None or workers != 1:
+            raise UsageError("--ray places the workers itself; drop --gpus / --workers (see --ray-actors)")
+        from instantmesh_cli.cli.batch import run_ray_batch
+
+        code = run_ray_batch(
+            options, inputs + listed, output, fmt, address=ray, actors=ray_actors, recursive=recursive,
+            skip_existing=skip_existing, save_views=save_views, save_cutout=save_cutout, json_lines=json_lines, quiet=quiet,
+        )
+        if code:
+            raise typer.Exit(code=code)
+        return
+    if ray_actors is not None:
+        raise UsageError("--ray-actors goes with --ray")
     items = expand_inputs(inputs, recursive=recursive, from_list=listed)
     outputs, ext = plan_outputs(items, output, fmt, opt.MESH_FORMATS)
     if outputs == [None] and (save_views or save_cutout):

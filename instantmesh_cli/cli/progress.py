@@ -79,7 +79,7 @@ class BatchProgress:
             error_line(job.error_line())
         elif self.verbose and not self.live:
             # Not a terminal (a log file, CI): one line per finished input, as it finishes.
-            where = ", ".join(str(p) for p in job.files[:1]) or ("stdout" if job.outputs.mesh_to else "")
+            where = ", ".join(job.outputs.shown(p) for p in job.files[:1]) or ("stdout" if job.outputs.mesh_to else "")
             console.print(f"{job.name}: {job.status} {where} ({job.seconds:.1f} s)", markup=False, soft_wrap=True)
         if self._bar is not None and self._batch_task is not None:
             self._bar.advance(self._batch_task)
@@ -100,7 +100,7 @@ class BatchProgress:
             table.add_column("output / error", overflow="fold")
             style = {"ok": "green", "failed": "red", "skipped": "yellow", "pending": "dim"}
             for j in jobs:
-                detail = j.error if j.status == "failed" else (str(j.outputs.mesh) if j.outputs.mesh else "stdout")
+                detail = j.error if j.status == "failed" else (j.outputs.shown(j.outputs.mesh) if j.outputs.mesh else "stdout")
                 table.add_row(j.name, f"[{style[j.status]}]{j.status}[/]", f"{j.seconds:.1f}", detail)
             console.print(table)
         elif ok:
