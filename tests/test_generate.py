@@ -21,7 +21,7 @@ from instantmesh_cli.chain.job import derive_seed
 from instantmesh_cli.reconstruction import config
 from multiview_fixtures import make_tiny_zero123plus, make_white_unet_bin
 
-FAST = ["--steps", "1", "--device", "cpu", "--no-rembg"]
+FAST = ["--steps", "1", "--device", "cpu", "--no-rembg", "--no-quality"]
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +221,37 @@ def test_python_api_run(served, tmp_path):
     second = pipe.run(image, name="api.png")
     assert "load" not in second.timings  # models stay loaded
     assert second.seed == first.seed and np.array_equal(np.asarray(second.views), np.asarray(first.views))
+
+
+def test_quality_numbers_suspects_previews_and_contact_sheet(served, tmp_path, capsys):
+    from instantmesh_cli.exchange.glb import read_glb
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo(folder / "a.png")
+    photo(folder / "b.png", shift=4)
+    (folder / "c.png").write_text("broken")
+    out = tmp_path / "out"
+    fast = [a for a in FAST if a != "--no-quality"]
+    args = ["generate", str(folder), "-o", f"{out}/", "--json", "--texture-size", "64", "--refine-steps", "1", *fast]
+    code = run([*args, "--min-iou", "0.999", "--preview", "--contact-sheet"])
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert code == 1  # a failed input outranks suspects
+    assert [r["status"] for r in records] == ["suspect", "suspect", "failed"]
+    q = records[0]["quality"]
+    assert 0.0 <= q["iou"] < 0.999 and q["psnr"] > 0 and len(q["view_iou"]) == 6 and q["suspect"] is True
+    tree, _ = read_glb((out / "a.glb").read_bytes())
+    assert tree["asset"]["extras"]["provenance"]["quality"] == q  # the same numbers travel in the file
+    preview = Image.open(out / "a_preview.png")
+    assert preview.size[0] > 6 * preview.size[1] // 2  # the photo and six azimuths side by side
+    assert str(out / "a_preview.png") in records[0]["files"]
+    sheet = Image.open(out / "contact_sheet.png")
+    assert sheet.size[0] > 100 and sheet.size[1] > 100
+    assert "suspect" in captured.err and "2 done (2 suspect), 1 failed" in captured.err
+    # Without the failed input, suspects alone exit 3; without thresholds nothing is suspect.
+    (folder / "c.png").unlink()
+    assert run([*args, "--min-iou", "0.999"]) == 3
+    capsys.readouterr()
+    assert run(args) == 0
+    assert {json.loads(line)["status"] for line in capsys.readouterr().out.splitlines()} == {"ok"}

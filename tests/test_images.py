@@ -1,4 +1,4 @@
-"""Image loading, background removal and recentring (instantmesh_cli/images.py).
+"""Image loading, background removal and recentring (the instantmesh_cli.images package).
 
 Every input is built here, synthetically; background removal runs through rembg's
 real ``new_session('u2net')`` with the tiny ONNX model from tests/matting_fixture.py.
@@ -277,8 +277,8 @@ def test_refusals(tmp_path):
         "text.png": (b"hello, I am not an image\n" * 20, "not an image"),
         "photo.heic": (b"\x00\x00\x00\x18ftypheic" + b"\x00" * 200, "HEIC"),
         "tiny.png": (encode(Image.new("RGB", (10, 10)), "PNG"), "10×10"),
-        "bomb.png": (png_bytes(20000, 20000, 8, 2, None), "too large"),
-        "big.png": (png_bytes(9000, 9000, 8, 2, None), "over the limit"),
+        "bomb.png": (png_bytes(20000, 20000, 8, 2, None), "400.0 megapixels, over the limit of 64 megapixels"),
+        "big.png": (png_bytes(9000, 9000, 8, 2, None), "9000×9000 = 81.0 megapixels, over the limit of 64"),
     }
     for fname, (data, words) in cases.items():
         path = tmp_path / fname
@@ -292,6 +292,26 @@ def test_refusals(tmp_path):
         load_image(tmp_path / "missing.png")
     with pytest.raises(InputError, match="is a directory"):
         load_image(tmp_path)
+
+
+def test_documented_pixel_limit_decides_not_pillows(monkeypatch):
+    # Pillow's own guard refuses above 2 × 89.5 MP and lets 64-179 MP through; the
+    # documented limit is IMESH_MAX_PIXELS (64 MP), both ways, and the message says so.
+    monkeypatch.delenv(images.MAX_PIXELS_ENV, raising=False)
+    for w, h in ((10000, 10000), (30000, 30000), (8001, 8000)):
+        with pytest.raises(InputError) as err:
+            load_image(png_bytes(w, h, 8, 2, None), name="huge.png")
+        msg = str(err.value)
+        assert "over the limit of 64 megapixels" in msg and images.MAX_PIXELS_ENV in msg, msg
+        assert f"{w * h / 1e6:.1f} megapixels" in msg and "\n" not in msg
+    # raised past Pillow's default threshold: the header is accepted, the (missing) pixel
+    # data is what fails
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, "1e9")
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        load_image(png_bytes(20000, 20000, 8, 2, None), name="raised.png")
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, "0")
+    with pytest.raises(UsageError, match="positive"):
+        load_image(png_bytes(100, 100, 8, 2, None))
 
 
 def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
@@ -309,7 +329,7 @@ def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
     monkeypatch.delenv(images.MAX_PIXELS_ENV)
     path = tmp_path / "big-file.png"
     path.write_bytes(data)
-    monkeypatch.setattr(images, "MAX_FILE_BYTES", len(data) - 1)
+    monkeypatch.setattr(images.loading, "MAX_FILE_BYTES", len(data) - 1)
     with pytest.raises(InputError, match="big-file.png is .* GiB, too large"):
         load_image(path)
 
@@ -463,16 +483,18 @@ def test_background_removed_with_tiny_model(tiny_matting):  # noqa: F811
 
 
 def test_session_is_created_once(tiny_matting, monkeypatch):  # noqa: F811
-    import rembg
+    from instantmesh_cli.images import rembg_sessions
 
+    rembg_sessions.load()
+    factory = sys.modules["rembg.session_factory"]
     calls = []
-    real = rembg.new_session
+    real = factory.new_session
 
     def counting(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rembg, "new_session", counting)
+    monkeypatch.setattr(factory, "new_session", counting)
     remover = BackgroundRemover()
     for i in range(3):
         prepare_image(scene(box=(20 + i, 20, 60, 60)), remover=remover)

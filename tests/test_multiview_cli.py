@@ -105,3 +105,28 @@ def test_multiview_command_errors_are_one_line(pinned, tmp_path, capsys, monkeyp
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("imesh: error:")
     assert not (tmp_path / "v.png").exists()
+
+
+def test_a_second_load_skips_the_text_encoder_and_gives_the_same_views(pinned, monkeypatch, tmp_path):
+    import torch
+
+    from instantmesh_cli.chain import models
+    from instantmesh_cli.multiview import loading
+
+    monkeypatch.setenv("IMESH_CACHE_DIR", str(tmp_path / "cache"))
+    first = models.load_multiview_pipeline(device=torch.device("cpu"), dtype=torch.float32)
+    assert first.components.text_encoder is None  # freed once the embedding was computed
+    cached = list((tmp_path / "cache" / "text-embeds").glob("*.safetensors"))
+    assert len(cached) == 1
+    built = []
+    real = loading._load_components
+    monkeypatch.setattr(loading, "_load_components", lambda *a: built.append(a[-1]) or real(*a))
+    second = models.load_multiview_pipeline(device=torch.device("cpu"), dtype=torch.float32)
+    assert built == [False]  # with_text_encoder=False: the encoder was never read
+    torch.testing.assert_close(second.text_embeddings(), first.text_embeddings(), rtol=0, atol=0)
+    image = Image.open(_object_png(tmp_path / "obj.png"))
+    a = first(image, steps=1, height=GRID_H, width=GRID_W)
+    b = second(image, steps=1, height=GRID_H, width=GRID_W)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    # another dtype is another key: nothing computed in fp32 is reused for bf16
+    assert models.text_embeds_cache(pinned["folder"], torch.bfloat16, torch.device("cpu")) != cached[0]

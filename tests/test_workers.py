@@ -21,7 +21,7 @@ from instantmesh_cli.chain.workers import WorkerPool, parse_gpus
 from instantmesh_cli.errors import UsageError
 from test_generate import assets, photo, served  # noqa: F401 - fixtures
 
-OPTIONS = PipelineOptions(steps=1, device="cpu", texture_size=64, refine_steps=2)
+OPTIONS = PipelineOptions(steps=1, device="cpu", texture_size=64, refine_steps=2, quality=False)
 
 
 def _jobs(folder, out, names):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # (stage name, units done, units total or None) — called from whichever thread runs the stage; must be cheap.
 ProgressFn = Callable[[str, int, "int | None"], None]
-Status = Literal["pending", "ok", "failed", "skipped"]
+Status = Literal["pending", "ok", "suspect", "failed", "skipped"]  # suspect: written, below --min-psnr/--min-iou
 
 
 def derive_seed(seed: int, name: str) -> int:
@@ -99,6 +99,7 @@ class Job:
     faces: int | None = None
     psnr_before: float | None = None
     psnr_after: float | None = None
+    quality: dict | None = None  # quality stage: psnr, iou, per view, suspect
     # bookkeeping
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -143,14 +144,15 @@ class Job:
             "faces": self.faces,
             "psnr_before": None if self.psnr_before is None else round(self.psnr_before, 3),
             "psnr_after": None if self.psnr_after is None else round(self.psnr_after, 3),
+            "quality": self.quality,
             "files": [out.shown(p) for p in self.files],
         }
 
     def settle(self) -> "Job":
         """Mark a job that ran every stage without failing as ok, and note the numbers it reports."""
         if self.status == "pending":
-            self.status = "ok"
-        if self.status == "ok" and self.mesh is not None:
+            self.status = "suspect" if self.quality and self.quality.get("suspect") else "ok"
+        if self.status in ("ok", "suspect") and self.mesh is not None:
             self.vertices, self.faces = self.mesh.num_vertices, self.mesh.num_faces
         if self.texture_report is not None:
             self.psnr_before, self.psnr_after = self.texture_report.psnr_before, self.texture_report.psnr_after

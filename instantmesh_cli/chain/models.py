@@ -47,7 +47,59 @@ def load_multiview_pipeline(
     kw = {"offline": offline, "weights_dir": weights_dir, "progress": progress}
     folder = hub.multiview_folder(original_unet=original_unet, **kw)
     unet_weights = None if original_unet else hub.weights_file(settings.white_unet_file(), **kw)
-    return Zero123PlusPipeline.from_folder(folder, unet_weights=unet_weights, dtype=dtype, device=device, **pipeline_options)
+    cache = text_embeds_cache(folder, dtype, device)
+    cached = _read_text_embeds(cache)
+    pipe = Zero123PlusPipeline.from_folder(
+        folder, unet_weights=unet_weights, dtype=dtype, device=device, text_embeds=cached, **pipeline_options
+    )
+    if cached is None:
+        pipe.drop_text_encoder()  # computes the embedding once; the 340 M-parameter encoder is freed
+        _write_text_embeds(cache, pipe.text_embeddings())
+    return pipe
+
+
+def text_embeds_cache(folder: "Path", dtype: "torch.dtype", device: "torch.device") -> "Path":
+    """Where the empty-prompt embedding of these text-encoder files is kept.
+
+    The key is the identity of every file it depends on (resolved path, size, modification
+    time: in the Hugging Face cache a blob's path is its content hash) plus dtype and device
+    kind, whose kernels round differently; so a cached embedding is exactly what the encoder
+    would compute here, and a changed file is a new key.
+    """
+    import hashlib
+
+    from instantmesh_cli.hub import cache_dir
+    from instantmesh_cli.multiview.loading import text_encoder_files
+
+    h = hashlib.sha256()
+    for path in text_encoder_files(folder):
+        real = path.resolve()
+        st = real.stat()
+        h.update(f"{path.parent.name}/{path.name}={real}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    h.update(f"{dtype}:{device.type}".encode())
+    return cache_dir() / "text-embeds" / f"{h.hexdigest()[:32]}.safetensors"
+
+
+def _read_text_embeds(path: "Path") -> "torch.Tensor | None":
+    if not path.is_file():
+        return None
+    try:
+        from safetensors.torch import load_file
+
+        return load_file(str(path))["embeds"]
+    except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed, never trusted
+        return None
+
+
+def _write_text_embeds(path: "Path", embeds: "torch.Tensor") -> None:
+    from safetensors.torch import save
+
+    from instantmesh_cli.fileio import write_bytes_atomic
+
+    try:
+        write_bytes_atomic(path, save({"embeds": embeds.detach().cpu().contiguous()}))
+    except OSError:
+        pass  # a read-only cache only costs the next start the text encoder
 
 
 def load_reconstruction_model(

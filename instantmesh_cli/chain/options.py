@@ -54,6 +54,11 @@ class PipelineOptions:
     refine_steps: int = settings.DEFAULT_REFINE_STEPS
     target_faces: int | None = None  # None: the texture stage's default budget; 0 keeps every face
     uv_method: str | None = None  # None: the texture stage's default
+    # quality signal and previews
+    quality: bool = True  # compare the mesh as exported with its six views (PSNR, silhouette IoU)
+    min_psnr: float | None = None  # below: the output is marked "suspect"
+    min_iou: float | None = None
+    preview: bool = False  # a PNG sheet of the exported mesh beside it
     # performance
     device: str = "auto"
     dtype: str = "auto"
@@ -89,6 +94,12 @@ class PipelineOptions:
             raise UsageError(f"--target-faces must be 0 (keep all) or at least {MIN_TARGET_FACES}, got {self.target_faces}")
         if self.uv_method is not None and self.uv_method not in UV_METHODS:
             raise UsageError(f"unknown --uv {self.uv_method!r}; choose one of: {', '.join(UV_METHODS)}")
+        if self.min_iou is not None and not 0.0 <= self.min_iou <= 1.0:
+            raise UsageError(f"--min-iou must be between 0 and 1, got {self.min_iou}")
+        if self.min_psnr is not None and not self.min_psnr > 0:
+            raise UsageError(f"--min-psnr must be positive, got {self.min_psnr}")
+        if (self.min_iou is not None or self.min_psnr is not None) and not self.quality:
+            raise UsageError("--min-psnr / --min-iou need the quality check; drop --no-quality")
         if self.dtype not in DTYPES:
             raise UsageError(f"unknown --dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
         return self
@@ -104,5 +115,6 @@ class PipelineOptions:
     def provenance(self) -> dict:
         """What shaped an output, recorded in it (GLB extras): no paths, nothing time-dependent."""
         keys = ("model", "views", "scale", "steps", "guidance", "scheduler", "foreground_ratio", "texture",
-                "texture_size", "refine_texture", "refine_steps", "target_faces", "uv_method", "dtype")
+                "texture_size", "refine_texture", "refine_steps", "target_faces", "uv_method", "dtype",
+                "min_psnr", "min_iou")
         return {k: getattr(self, k) for k in keys}

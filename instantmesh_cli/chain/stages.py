@@ -139,6 +139,31 @@ def texture(models: "Models", job: "Job") -> bool:
     return True
 
 
+def quality(models: "Models", job: "Job") -> bool:
+    """How well the mesh, as it will be exported, reproduces its six views: PSNR and silhouette IoU.
+
+    The exported arrays are rendered at the six cameras (the file holds these very arrays;
+    rendering them here lets the numbers go into the file's own extras). Suspect below the
+    job's --min-psnr / --min-iou.
+    """
+    o = job.options
+    views = job.views if job.views is not None else (job.view_images if len(job.view_images or []) == 6 else None)
+    if not o.quality or views is None:
+        return False
+    from instantmesh_cli.export import export_transform
+    from instantmesh_cli.preview.meshfile import from_mesh
+    from instantmesh_cli.preview.quality import mesh_quality
+
+    transform = export_transform(job.mesh)
+    q = mesh_quality(from_mesh(job.mesh, transform), views, transform, camera_scale=o.scale, device=str(models.device))
+    record = q.as_dict()
+    record["suspect"] = bool(
+        (o.min_psnr is not None and q.psnr < o.min_psnr) or (o.min_iou is not None and q.iou < o.min_iou)
+    )
+    job.quality = record
+    return True
+
+
 def export(models: "Models", job: "Job") -> bool:
     """Write what ``job.outputs`` asks for that the job has: mesh (file or stream), views, tiles, cut-out."""
     from instantmesh_cli.chain.writing import write_job_outputs
@@ -146,11 +171,28 @@ def export(models: "Models", job: "Job") -> bool:
     return write_job_outputs(job, provenance=provenance(job))
 
 
+def preview(models: "Models", job: "Job") -> bool:
+    """A PNG sheet beside the mesh: the input photo and the EXPORTED file rendered at six azimuths."""
+    mesh_file = job.outputs.mesh
+    if not job.options.preview or mesh_file is None or not mesh_file.exists():
+        return False
+    from instantmesh_cli.chain.writing import save_png
+    from instantmesh_cli.preview.sheet import preview_sheet
+
+    photo = job.prepared.image if job.prepared is not None else None
+    sheet = preview_sheet(mesh_file, input_image=photo, device=str(models.device))
+    job.files.append(save_png(sheet, mesh_file.with_name(f"{mesh_file.stem}_preview.png")))
+    return True
+
+
 def provenance(job: "Job") -> dict:
     """What made this output, recorded in it: the tool, the options, this image's seed. Nothing time-dependent."""
     from instantmesh_cli import __version__
 
-    return {"generator": f"imesh {__version__}", "seed": job.seed, **job.options.provenance()}
+    record = {"generator": f"imesh {__version__}", "seed": job.seed, **job.options.provenance()}
+    if job.quality is not None:
+        record["quality"] = job.quality
+    return record
 
 
 @dataclass(frozen=True)
@@ -169,13 +211,15 @@ LOAD_RECONSTRUCTION = Stage("load", load_reconstruction, "gpu")
 MULTIVIEW = Stage("multiview", multiview, "gpu")
 RECONSTRUCT = Stage("reconstruct", reconstruct, "gpu")
 TEXTURE = Stage("texture", texture, "back")
+QUALITY = Stage("quality", quality, "back")
 EXPORT = Stage("export", export, "back")
+PREVIEW = Stage("preview", preview, "back")
 
 # The plans the drivers run; each is a slice of the one chain.
-PHOTO_TO_MESH = (READ, PREPARE, LOAD, MULTIVIEW, RECONSTRUCT, TEXTURE, EXPORT)  # generate, the API, bench, server
+PHOTO_TO_MESH = (READ, PREPARE, LOAD, MULTIVIEW, RECONSTRUCT, TEXTURE, QUALITY, EXPORT, PREVIEW)  # generate, the API, bench, server
 PHOTO_TO_CUTOUT = (READ, PREPARE, EXPORT)  # imesh prepare
 PHOTO_TO_VIEWS = (READ, PREPARE, LOAD_MULTIVIEW, MULTIVIEW, EXPORT)  # imesh multiview
-VIEWS_TO_MESH = (READ_VIEWS, LOAD_RECONSTRUCTION, RECONSTRUCT, TEXTURE, EXPORT)  # imesh reconstruct
+VIEWS_TO_MESH = (READ_VIEWS, LOAD_RECONSTRUCTION, RECONSTRUCT, TEXTURE, QUALITY, EXPORT, PREVIEW)  # imesh reconstruct
 
 
 def describe(exc: BaseException) -> str:

@@ -64,12 +64,13 @@ def photo_jobs(
 class BatchReport:
     """What a batch shows, wherever its jobs run (this process, worker processes, Ray actors):
     per job its warnings, error line and stdout line (its path, or its JSON object with
-    ``--json``); progress on stderr; the summary and the exit code."""
+    ``--json``), the contact sheet; progress on stderr; the summary and the exit code."""
 
-    def __init__(self, total: int, *, json_lines: bool, quiet: bool):
+    def __init__(self, total: int, *, json_lines: bool, quiet: bool, sheet: "ContactSheet | None" = None):
         from instantmesh_cli.cli.progress import BatchProgress
 
         self.json_lines = json_lines
+        self.sheet = sheet
         self.progress = BatchProgress(total, enabled=not quiet)
         self.finished: list["Job"] = []
 
@@ -78,6 +79,8 @@ class BatchReport:
         from instantmesh_cli.cli.app import state
 
         self.finished.append(job)
+        if self.sheet is not None:
+            self.sheet.add(job)
         self.progress.job_done(job)
         if job.status == "failed" and state.debug and job.exception is not None:
             import traceback
@@ -88,23 +91,27 @@ class BatchReport:
         if self.json_lines:
             sys.stdout.write(json.dumps({**job.record(), **(extra or {})}) + "\n")
             sys.stdout.flush()
-        elif job.status == "ok":
+        elif job.status in ("ok", "suspect"):
             for path in job.files[:1]:
                 sys.stdout.write(f"{job.outputs.shown(path)}\n")
                 sys.stdout.flush()
 
     def run(self, body: Callable[["BatchReport"], None]) -> int:
-        """Run ``body(self)`` with progress shown; the exit code (0 all done, 1 some failed, 130/143 interrupted)."""
+        """Run ``body(self)`` with progress shown; the exit code (0 all done, 1 some failed,
+        3 some suspect, 130/143 interrupted)."""
+        finished = self.finished
         with self.progress:
             try:
                 body(self)
             except KeyboardInterrupt as exc:
                 self.progress.stop()
                 error_line("interrupted" + (f" by {exc.signal_name}" if isinstance(exc, Interrupted) else ""))
-                self.progress.summary(self.finished, interrupted=True)
+                self.progress.summary(finished, interrupted=True)
                 return exc.exit_code if isinstance(exc, Interrupted) else 130
-        self.progress.summary(self.finished)
-        return 1 if any(j.status == "failed" for j in self.finished) else 0
+        self.progress.summary(finished)
+        if any(j.status == "failed" for j in finished):
+            return 1
+        return 3 if any(j.status == "suspect" for j in finished) else 0
 
 
 def run_photo_batch(
@@ -121,14 +128,15 @@ def run_photo_batch(
     overlap: bool,
     write_stdout: Callable[[bytes], None],
     devices: list[str] | None = None,
+    contact_sheet: bool = False,
 ) -> int:
-    """Run the batch, in this process or over worker processes on ``devices``; the exit code
-    (0 all done, 1 some failed, 130/143 interrupted)."""
+    """Run the batch, in this process or over worker processes on ``devices``; the exit code."""
     from instantmesh_cli.chain.models import Models
     from instantmesh_cli.chain.run import BatchRunner
     from instantmesh_cli.chain.stages import PHOTO_TO_MESH
 
-    report = BatchReport(len(items), json_lines=json_lines, quiet=quiet)
+    sheet = ContactSheet(_sheet_path(outputs)) if contact_sheet else None
+    report = BatchReport(len(items), json_lines=json_lines, quiet=quiet, sheet=sheet)
 
     def body(report: BatchReport) -> None:
         progress = report.progress
@@ -163,6 +171,7 @@ def run_ray_batch(
     save_cutout: bool,
     json_lines: bool,
     quiet: bool,
+    contact_sheet: bool = False,
 ) -> int:
     """The batch on a Ray cluster (``--ray``): reported like a local batch, each job as it finishes,
     its JSON object with the Ray node that ran it."""
@@ -174,9 +183,50 @@ def run_ray_batch(
 
     sources = driver.expand_sources(args, recursive=recursive)
     targets, ext = driver.plan_targets(sources, output, fmt, MESH_FORMATS)
-    report = BatchReport(len(sources), json_lines=json_lines, quiet=quiet)
+    sheet = None
+    if contact_sheet:
+        from instantmesh_cli.cluster import storage
+        from instantmesh_cli.errors import UsageError
+
+        if any(storage.is_remote(t) for t in targets):
+            raise UsageError("--contact-sheet renders the outputs here: use it with a local -o, or run `imesh preview` later")
+        sheet = ContactSheet(_sheet_path([Path(t) for t in targets]))
+    report = BatchReport(len(sources), json_lines=json_lines, quiet=quiet, sheet=sheet)
     return report.run(lambda report: driver.run_rows(
         options, sources, targets, ext, address=address, actors=actors, skip_existing=skip_existing,
         save_views=save_views, save_cutout=save_cutout, on_done=report.done,
         on_start=lambda: report.progress.stage("load", 0, None),
     ))
+
+
+def _sheet_path(outputs: "list[Path | None]") -> Path:
+    """contact_sheet.png in the folder of the outputs (their common folder)."""
+    import os
+
+    folders = {str(p.parent) for p in outputs if p is not None}
+    return Path(os.path.commonpath(sorted(folders))) / "contact_sheet.png"
+
+
+class ContactSheet:
+    """The batch's contact sheet, rewritten (atomically) after every finished job, so an interrupted
+    batch still has one. Each output's thumbnail is rendered once, from the exported file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: list = []
+
+    def add(self, job: "Job") -> None:
+        from instantmesh_cli.preview.sheet import ContactEntry, contact_sheet, thumbnail
+
+        if job.status == "skipped":
+            return
+        q = job.quality or {}
+        if job.status == "failed":
+            detail = job.error or ""
+        else:
+            detail = f"PSNR {q['psnr']} dB, IoU {q['iou']}" if q.get("psnr") is not None else ""
+        picture = None
+        if job.status != "failed" and job.outputs.mesh is not None and job.outputs.mesh.exists():
+            picture = thumbnail(job.outputs.mesh, device=job.options.device)
+        self.entries.append(ContactEntry(Path(job.name).name, job.status, thumbnail=picture, detail=detail))
+        contact_sheet(self.entries, self.path)

@@ -79,6 +79,11 @@ def generate(
     refine_steps: opt.RefineSteps = D.refine_steps,
     target_faces: opt.TargetFaces = D.target_faces,
     uv: opt.Uv = D.uv_method,
+    quality: opt.Quality = D.quality,
+    min_psnr: opt.MinPsnr = None,
+    min_iou: opt.MinIou = None,
+    preview: opt.Preview = False,
+    contact_sheet: opt.ContactSheet = False,
     device: opt.Device = D.device,
     dtype: opt.Dtype = D.dtype,
     low_vram: opt.LowVram = D.low_vram,
@@ -99,7 +104,7 @@ def generate(
         model=model, views=views, scale=scale, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
         no_rembg=no_rembg, matting=matting, foreground_ratio=foreground_ratio, texture=texture,
         texture_size=texture_size, refine_texture=refine_texture, refine_steps=refine_steps, target_faces=target_faces,
-        uv=uv, device=device, dtype=dtype, low_vram=low_vram, compile=compile, offline=offline, weights_dir=weights_dir,
+        uv=uv, quality=quality, min_psnr=min_psnr, min_iou=min_iou, preview=preview, device=device, dtype=dtype, low_vram=low_vram, compile=compile, offline=offline, weights_dir=weights_dir,
     )
     inputs = list(inputs or [])
     listed = _read_list(from_list, inputs) if from_list is not None else []
@@ -113,6 +118,7 @@ def generate(
         code = run_ray_batch(
             options, inputs + listed, output, fmt, address=ray, actors=ray_actors, recursive=recursive,
             skip_existing=skip_existing, save_views=save_views, save_cutout=save_cutout, json_lines=json_lines, quiet=quiet,
+            contact_sheet=contact_sheet,
         )
         if code:
             raise typer.Exit(code=code)
@@ -121,8 +127,8 @@ def generate(
         raise UsageError("--ray-actors goes with --ray")
     items = expand_inputs(inputs, recursive=recursive, from_list=listed)
     outputs, ext = plan_outputs(items, output, fmt, opt.MESH_FORMATS)
-    if outputs == [None] and (save_views or save_cutout):
-        raise UsageError("--save-views / --save-cutout need a file or folder output, not -o -")
+    if outputs == [None] and (save_views or save_cutout or preview or contact_sheet):
+        raise UsageError("--save-views / --save-cutout / --preview / --contact-sheet need a file or folder output, not -o -")
     if workers < 1:
         raise UsageError(f"--workers must be 1 or more, got {workers}")
     devices = _worker_devices(gpus, workers, device)
@@ -131,6 +137,7 @@ def generate(
     code = run_photo_batch(
         options, items, outputs, ext, skip_existing=skip_existing, save_views=save_views, save_cutout=save_cutout,
         json_lines=json_lines, quiet=quiet, overlap=overlap, write_stdout=write_stdout_bytes, devices=devices,
+        contact_sheet=contact_sheet,
     )
     if code:
         raise typer.Exit(code=code)

@@ -86,6 +86,23 @@ TargetFaces = Annotated[Optional[int], typer.Option(
 Uv = Annotated[Optional[UvName], typer.Option(
     "--uv", rich_help_panel=TEXTURE, help="UV unwrapping: box (fast, default) or xatlas (fewer seams, 1-2 s).", show_default=False)]
 
+# --- quality and previews ---------------------------------------------------
+QUALITY = "Quality and previews"
+Quality = Annotated[bool, typer.Option(
+    "--quality/--no-quality", rich_help_panel=QUALITY,
+    help="Compare each mesh, as exported, with its six views (PSNR, silhouette IoU; in --json and the GLB).")]
+MinPsnr = Annotated[Optional[float], typer.Option(
+    "--min-psnr", metavar="DB", rich_help_panel=QUALITY, help="Mark outputs below this PSNR as suspect (exit 3).",
+    show_default=False)]
+MinIou = Annotated[Optional[float], typer.Option(
+    "--min-iou", metavar="X", rich_help_panel=QUALITY, help="Mark outputs below this silhouette IoU as suspect (exit 3).",
+    show_default=False)]
+Preview = Annotated[bool, typer.Option(
+    "--preview", rich_help_panel=QUALITY, help="Also write {stem}_preview.png: the photo and the exported mesh at six azimuths.")]
+ContactSheet = Annotated[bool, typer.Option(
+    "--contact-sheet", rich_help_panel=QUALITY,
+    help="Keep contact_sheet.png in the output folder: every output's thumbnail, name and status, updated as the batch goes.")]
+
 # --- performance --------------------------------------------------------------
 Device = Annotated[str, typer.Option("--device", metavar="DEVICE", rich_help_panel=PERF, help="auto (CUDA when available), cpu, cuda or cuda:N.")]
 Dtype = Annotated[DtypeName, typer.Option("--dtype", rich_help_panel=PERF, help="Compute precision; auto = fp16 on CUDA, fp32 on CPU.")]
@@ -137,6 +154,10 @@ def pipeline_options(
     refine_steps: int = DEFAULTS.refine_steps,
     target_faces: int | None = DEFAULTS.target_faces,
     uv: str | None = DEFAULTS.uv_method,
+    quality: bool = DEFAULTS.quality,
+    min_psnr: float | None = DEFAULTS.min_psnr,
+    min_iou: float | None = DEFAULTS.min_iou,
+    preview: bool = DEFAULTS.preview,
     device: str = DEFAULTS.device,
     dtype: str = DEFAULTS.dtype,
     low_vram: bool = DEFAULTS.low_vram,
@@ -149,6 +170,7 @@ def pipeline_options(
         model=model, views=views, scale=scale, clean=not no_cleanup, seed=seed, steps=steps, guidance=guidance,
         scheduler=scheduler, remove_background=False if no_rembg else None, matting_model=matting,
         foreground_ratio=foreground_ratio, texture=texture, texture_size=texture_size, refine_texture=refine_texture,
-        refine_steps=refine_steps, target_faces=target_faces, uv_method=uv, device=device, dtype=dtype,
+        refine_steps=refine_steps, target_faces=target_faces, uv_method=uv, quality=quality, min_psnr=min_psnr,
+        min_iou=min_iou, preview=preview, device=device, dtype=dtype,
         low_vram=low_vram, compile=compile, offline=True if offline else None, weights_dir=weights_dir,
     ).check()

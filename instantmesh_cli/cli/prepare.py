@@ -20,7 +20,7 @@ def prepare(
     output: Annotated[str, typer.Option(
         "-o", "--output", metavar="PATH", rich_help_panel=opt.IO, help="Output .png, a folder/, or - for stdout.")],
     size: Annotated[Optional[int], typer.Option(
-        "--size", metavar="N", rich_help_panel=opt.IO, help="Output side in pixels, 32-8192 (default: up to 2048).",
+        "--size", metavar="N", rich_help_panel=opt.IO, help="Output side in pixels, 32-8192 (default: the object's own resolution, at most 2048).",
         show_default=False)] = None,
     json_out: opt.Json = False,
     quiet: opt.Quiet = False,

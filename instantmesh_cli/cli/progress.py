@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from instantmesh_cli.cli.common import console, error_line
+from instantmesh_cli.cli.common import console, error_line, warn_line
 
 if TYPE_CHECKING:
     from instantmesh_cli.chain.job import Job
@@ -77,6 +77,9 @@ class BatchProgress:
     def job_done(self, job: "Job") -> None:
         if job.status == "failed":
             error_line(job.error_line())
+        elif job.status == "suspect":
+            q = job.quality
+            warn_line(f"{job.name}: suspect: PSNR {q['psnr']} dB, silhouette IoU {q['iou']} against its views")
         elif self.verbose and not self.live:
             # Not a terminal (a log file, CI): one line per finished input, as it finishes.
             where = ", ".join(job.outputs.shown(p) for p in job.files[:1]) or ("stdout" if job.outputs.mesh_to else "")
@@ -87,7 +90,8 @@ class BatchProgress:
     def summary(self, jobs: list["Job"], *, interrupted: bool = False) -> None:
         if not self.verbose or not jobs:
             return
-        ok = sum(j.status == "ok" for j in jobs)
+        ok = sum(j.status in ("ok", "suspect") for j in jobs)
+        suspect = sum(j.status == "suspect" for j in jobs)
         failed = sum(j.status == "failed" for j in jobs)
         skipped = sum(j.status == "skipped" for j in jobs)
         if self.total > 1:
@@ -98,7 +102,7 @@ class BatchProgress:
             table.add_column("status")
             table.add_column("seconds", justify="right")
             table.add_column("output / error", overflow="fold")
-            style = {"ok": "green", "failed": "red", "skipped": "yellow", "pending": "dim"}
+            style = {"ok": "green", "suspect": "magenta", "failed": "red", "skipped": "yellow", "pending": "dim"}
             for j in jobs:
                 detail = j.error if j.status == "failed" else (j.outputs.shown(j.outputs.mesh) if j.outputs.mesh else "stdout")
                 table.add_row(j.name, f"[{style[j.status]}]{j.status}[/]", f"{j.seconds:.1f}", detail)
@@ -109,4 +113,5 @@ class BatchProgress:
         if self.total == 1 and not interrupted:  # one input: its error line (or its times) says it all
             return
         tail = " (interrupted)" if interrupted else ""
-        console.print(f"{ok} done, {failed} failed, {skipped} skipped of {self.total}{tail}", markup=False)
+        marked = f" ({suspect} suspect)" if suspect else ""
+        console.print(f"{ok} done{marked}, {failed} failed, {skipped} skipped of {self.total}{tail}", markup=False)

@@ -37,6 +37,10 @@ def reconstruct(
     refine_steps: opt.RefineSteps = D.refine_steps,
     target_faces: opt.TargetFaces = D.target_faces,
     uv: opt.Uv = D.uv_method,
+    quality: opt.Quality = D.quality,
+    min_psnr: opt.MinPsnr = None,
+    min_iou: opt.MinIou = None,
+    preview: opt.Preview = False,
     device: opt.Device = D.device,
     dtype: opt.Dtype = D.dtype,
     offline: opt.Offline = False,
@@ -50,7 +54,8 @@ def reconstruct(
 
     options = opt.pipeline_options(
         model=model, views=n_views, scale=scale, no_cleanup=no_cleanup, texture=texture, texture_size=texture_size,
-        refine_texture=refine_texture, refine_steps=refine_steps, target_faces=target_faces, uv=uv, device=device,
+        refine_texture=refine_texture, refine_steps=refine_steps, target_faces=target_faces, uv=uv, quality=quality,
+        min_psnr=min_psnr, min_iou=min_iou, preview=preview, device=device,
         dtype=dtype, offline=offline, weights_dir=weights_dir,
     )
     if len(views) not in (1, 4, 6):

@@ -54,4 +54,9 @@ def run_single(options: "PipelineOptions", job: "Job", plan: Sequence["Stage"], 
         sys.stdout.flush()
     if not quiet:
         progress.summary([job])
+    if job.status == "suspect":
+        import typer
+
+        progress.job_done(job)
+        raise typer.Exit(code=3)
     return job

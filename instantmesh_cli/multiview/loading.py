@@ -148,8 +148,8 @@ class Zero123PlusComponents:
     """Everything the pipeline needs, loaded (on the CPU) and checked."""
 
     vae: Any  # diffusers AutoencoderKL
-    text_encoder: Any  # transformers CLIPTextModel
-    tokenizer: Any  # transformers CLIPTokenizer
+    text_encoder: Any  # transformers CLIPTextModel; None when the empty-prompt embedding was given
+    tokenizer: Any  # transformers CLIPTokenizer; None likewise
     unet: Any  # diffusers UNet2DConditionModel
     vision_encoder: Any  # transformers CLIPVisionModelWithProjection
     scheduler_config: dict[str, Any]
@@ -242,14 +242,27 @@ def load_components(
     *,
     unet_weights: str | Path | Mapping[str, torch.Tensor] | None = None,
     dtype: torch.dtype = torch.float16,
+    with_text_encoder: bool = True,
 ) -> Zero123PlusComponents:
     """Load every part from ``folder`` (layout above) in ``dtype``, on the CPU.
 
     ``unet_weights``: the white-background UNet (a ``.safetensors``/``.bin`` path or a
     state dict) that replaces the v1.2 UNet's weights; ``None`` loads ``unet/``'s own.
+    ``with_text_encoder=False`` skips the 340 M-parameter text encoder and its tokenizer:
+    the pipeline only ever encodes the empty prompt, so a caller that has that embedding
+    (see :func:`text_encoder_files`) need not load them.
     """
     with _quiet_loading():
-        return _load_components(folder, unet_weights, dtype)
+        return _load_components(folder, unet_weights, dtype, with_text_encoder)
+
+
+def text_encoder_files(folder: str | Path) -> list[Path]:
+    """The files the empty-prompt embedding depends on: the text encoder's weights and config, the tokenizer's."""
+    folder = Path(folder)
+    parts = [p for sub in ("text_encoder", "tokenizer") for p in sorted((folder / sub).glob("*")) if p.is_file()]
+    if not parts:
+        raise WeightsError(f"multiview weights incomplete: {folder / 'text_encoder'} is empty", hint="run `imesh download`")
+    return parts
 
 
 @contextlib.contextmanager
@@ -274,6 +287,7 @@ def _load_components(
     folder: str | Path,
     unet_weights: str | Path | Mapping[str, torch.Tensor] | None,
     dtype: torch.dtype,
+    with_text_encoder: bool = True,
 ) -> Zero123PlusComponents:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
@@ -287,10 +301,15 @@ def _load_components(
 
     source = {}
     vae = _load("VAE", folder, lambda: AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype))
-    text_encoder = _load(
-        "text encoder", folder, lambda: CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype)
-    )
-    tokenizer = _load("tokenizer", folder, lambda: CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"))
+    if with_text_encoder:
+        text_encoder = _load(
+            "text encoder", folder, lambda: CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype)
+        )
+        tokenizer = _load("tokenizer", folder, lambda: CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"))
+        positions = text_encoder.config.max_position_embeddings
+    else:
+        text_encoder = tokenizer = None
+        positions = _read_json(folder / "text_encoder" / "config.json").get("max_position_embeddings")
     vision_encoder = _load(
         "vision encoder",
         folder,
@@ -321,12 +340,12 @@ def _load_components(
     scheduler_config = _read_json(folder / "scheduler" / "scheduler_config.json")
     clip_transform = ImageTransform.from_config(_read_json(folder / "feature_extractor_clip" / "preprocessor_config.json"))
     vae_transform = ImageTransform.from_config(_read_json(folder / "feature_extractor_vae" / "preprocessor_config.json"))
-    ramp = read_ramping_coefficients(folder, expected=text_encoder.config.max_position_embeddings)
+    ramp = read_ramping_coefficients(folder, expected=positions)
     for part in ("vae", "text_encoder", "tokenizer", "vision_encoder", "scheduler"):
         source.setdefault(part, str(folder / part))
     return Zero123PlusComponents(
         vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
+        text_encoder=None if text_encoder is None else text_encoder.eval(),
         tokenizer=tokenizer,
         unet=unet,
         vision_encoder=vision_encoder.eval(),

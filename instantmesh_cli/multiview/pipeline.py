@@ -213,7 +213,8 @@ class Zero123PlusPipeline:
             c.unet.to(memory_format=torch.channels_last)
             c.vae.to(memory_format=torch.channels_last)
         # The text encoder is used once (for the "" embedding), so it never stays on the GPU.
-        c.text_encoder.to("cpu")
+        if c.text_encoder is not None:
+            c.text_encoder.to("cpu")
         home = "cpu" if self.low_vram else self.device
         for module in (c.unet, c.vae, c.vision_encoder):
             module.to(home)
@@ -242,16 +243,24 @@ class Zero123PlusPipeline:
         unet_weights: str | Path | Mapping[str, torch.Tensor] | None = None,
         dtype: str | torch.dtype = "fp16",
         device: str | torch.device = "cpu",
+        text_embeds: torch.Tensor | None = None,
         **options: Any,
     ) -> "Zero123PlusPipeline":
-        """Load the parts from ``folder``; ``unet_weights`` = the white-background UNet (None: the folder's own)."""
+        """Load the parts from ``folder``; ``unet_weights`` = the white-background UNet (None: the folder's own).
+
+        ``text_embeds``: the empty-prompt embedding of these weights, computed earlier; the text
+        encoder is then not loaded at all.
+        """
         dtype = parse_dtype(dtype)
         device = torch.device(device)
         if device.type == "cpu" and dtype == torch.float16:
             raise UsageError("fp16 is not supported on the CPU; use --dtype fp32 or bf16")
-        components = load_components(folder, unet_weights=unet_weights, dtype=dtype)
+        components = load_components(folder, unet_weights=unet_weights, dtype=dtype, with_text_encoder=text_embeds is None)
         options.setdefault("white_background", unet_weights is not None)
-        return cls(components, device=device, **options)
+        pipe = cls(components, device=device, **options)
+        if text_embeds is not None:
+            pipe.set_text_embeddings(text_embeds)
+        return pipe
 
     # ------------------------------------------------------------------ placement
     @contextlib.contextmanager
@@ -267,10 +276,21 @@ class Zero123PlusPipeline:
             module.to("cpu")
 
     # ------------------------------------------------------------------ conditioning
+    def set_text_embeddings(self, embeds: torch.Tensor) -> None:
+        """Use ``embeds`` (one earlier :meth:`text_embeddings` of the same weights) instead of the text encoder."""
+        self._text_embeds = embeds.to(self.device, self.dtype)
+
+    def drop_text_encoder(self) -> None:
+        """Free the text encoder once the embedding is known: it is never needed again."""
+        self.text_embeddings()
+        self.components.text_encoder = self.components.tokenizer = None
+
     def text_embeddings(self) -> torch.Tensor:
         """CLIP-text embedding of the empty prompt, (1, 77, D); computed once per pipeline."""
         if self._text_embeds is None:
             c = self.components
+            if c.text_encoder is None:
+                raise RuntimeError("built without its text encoder and given no text embedding")
             ids = c.tokenizer(
                 "", padding="max_length", max_length=c.tokenizer.model_max_length, truncation=True, return_tensors="pt"
             ).input_ids
