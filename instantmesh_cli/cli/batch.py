@@ -71,6 +71,7 @@ class BatchReport:
 
         self.json_lines = json_lines
         self.sheet = sheet
+        self.stdout = sys.stdout  # kept: a driver may point sys.stdout elsewhere while libraries chatter
         self.progress = BatchProgress(total, enabled=not quiet)
         self.finished: list["Job"] = []
 
@@ -89,12 +90,12 @@ class BatchReport:
         for warning in job.warnings:
             warn_line(f"{job.name}: {warning}")
         if self.json_lines:
-            sys.stdout.write(json.dumps({**job.record(), **(extra or {})}) + "\n")
-            sys.stdout.flush()
+            self.stdout.write(json.dumps({**job.record(), **(extra or {})}) + "\n")
+            self.stdout.flush()
         elif job.status in ("ok", "suspect"):
             for path in job.files[:1]:
-                sys.stdout.write(f"{job.outputs.shown(path)}\n")
-                sys.stdout.flush()
+                self.stdout.write(f"{job.outputs.shown(path)}\n")
+                self.stdout.flush()
 
     def run(self, body: Callable[["BatchReport"], None]) -> int:
         """Run ``body(self)`` with progress shown; the exit code (0 all done, 1 some failed,
@@ -192,11 +193,21 @@ def run_ray_batch(
             raise UsageError("--contact-sheet renders the outputs here: use it with a local -o, or run `imesh preview` later")
         sheet = ContactSheet(_sheet_path([Path(t) for t in targets]))
     report = BatchReport(len(sources), json_lines=json_lines, quiet=quiet, sheet=sheet)
-    return report.run(lambda report: driver.run_rows(
-        options, sources, targets, ext, address=address, actors=actors, skip_existing=skip_existing,
-        save_views=save_views, save_cutout=save_cutout, on_done=report.done,
-        on_start=lambda: report.progress.stage("load", 0, None),
-    ))
+    # Ray prints its cluster messages (a task retried, an actor died) to sys.stdout, which carries
+    # only data: they go to stderr with --debug, else nowhere (what they mean comes back in the jobs).
+    import contextlib
+    import os
+
+    from instantmesh_cli.cli.app import state
+
+    with contextlib.ExitStack() as stack:
+        chatter = sys.stderr if state.debug else stack.enter_context(open(os.devnull, "w"))
+        stack.enter_context(contextlib.redirect_stdout(chatter))
+        return report.run(lambda report: driver.run_rows(
+            options, sources, targets, ext, address=address, actors=actors, skip_existing=skip_existing,
+            save_views=save_views, save_cutout=save_cutout, on_done=report.done,
+            on_start=lambda: report.progress.stage("load", 0, None),
+        ))
 
 
 def _sheet_path(outputs: "list[Path | None]") -> Path:
