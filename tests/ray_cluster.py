@@ -87,6 +87,9 @@ def two_node_cluster(env: dict[str, str] | None = None) -> Iterator[Cluster]:
     env = dict(os.environ if env is None else env)
     env.pop("RAY_ADDRESS", None)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Token authentication turns itself on once a token file exists in ~/.ray (a local ray.init
+    # writes one); the test cluster is reached from this machine only and must not depend on it.
+    env["RAY_AUTH_MODE"] = "disabled"
     # Short folder names: Ray's unix sockets live below them and socket paths are limited to ~107 bytes.
     head_dir = Path(tempfile.mkdtemp(prefix="imr-h-", dir="/tmp"))
     worker_dir = Path(tempfile.mkdtemp(prefix="imr-w-", dir="/tmp"))

@@ -118,11 +118,13 @@ def test_two_node_cluster_batch_with_broken_inputs_and_a_killed_actor(served, tm
     print("timings:", {k: round(v, 1) for k, v in timings.items()}, file=sys.stderr)
 
     assert proc.returncode == 1, err  # some inputs failed
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "(raylet)" not in err and "core_worker" not in err  # Ray's chatter kept out
     records = [json.loads(line) for line in lines]
     by_name = {os.path.basename(r["input"]): r for r in records}
     assert len(records) == 20 and sorted(by_name) == names  # one line per input, each once
     assert killed_at < len(records)  # lines kept coming after the kill
+    assert [line for line in err.splitlines() if line.startswith("imesh: error:")] == \
+           [f"imesh: error: {r['error']}" for r in records if r["status"] == "failed"]  # one line per broken input
     for name, record in by_name.items():
         if name in BROKEN:
             assert record["status"] == "failed" and BROKEN[name] in record["error"] and name in record["error"]

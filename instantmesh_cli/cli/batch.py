@@ -206,7 +206,7 @@ def run_ray_batch(
         return report.run(lambda report: driver.run_rows(
             options, sources, targets, ext, address=address, actors=actors, skip_existing=skip_existing,
             save_views=save_views, save_cutout=save_cutout, on_done=report.done,
-            on_start=lambda: report.progress.stage("load", 0, None),
+            on_start=lambda: report.progress.stage("load", 0, None), verbose=state.debug,
         ))
 
 

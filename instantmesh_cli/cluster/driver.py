@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -106,11 +107,17 @@ def plan_targets(sources: list[Source], output: str, fmt: str | None, formats: t
 # ---------------------------------------------------------------------------- the cluster
 
 
-def connect(address: str) -> None:
+def connect(address: str, *, verbose: bool = False) -> None:
     """``auto``: RAY_ADDRESS, else the cluster running on this machine, else a new local one;
-    otherwise the address as Ray takes it (``host:6379``, ``ray://host:10001``, ``local``)."""
+    otherwise the address as Ray takes it (``host:6379``, ``ray://host:10001``, ``local``).
+    Ray's own log lines reach stderr only when ``verbose`` (``--debug``)."""
     import logging
 
+    level = logging.INFO if verbose else logging.ERROR
+    if not verbose:
+        # The driver's Ray core logs notices (e.g. about actor constructor arguments) at error
+        # level on stderr; what matters to the user comes back in the jobs.
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     import ray
 
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
@@ -126,7 +133,7 @@ def connect(address: str) -> None:
             # Actors' own prints would land on this process's stdout, which carries only data;
             # what they have to say comes back in the jobs. Their logs stay in the Ray session folder.
             log_to_driver=False,
-            logging_level=logging.WARNING,
+            logging_level=level,
             runtime_env={"env_vars": env} if env else None,
         )
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -138,7 +145,7 @@ def connect(address: str) -> None:
     context.enable_progress_bars = False  # imesh shows its own progress on stderr
     context.print_on_execution_start = False
     context.max_errored_blocks = -1  # a row whose actor died on every try is reported, not the end of the batch
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -176,13 +183,13 @@ def run_rows(
     save_cutout: bool = False,
     on_done: Callable[["Job", dict], None],
     on_start: Callable[[], None] | None = None,
+    verbose: bool = False,
 ) -> None:
     """Run every input on the cluster; ``on_done(job, {"node": ...})`` once per input, as jobs
     finish (skipped ones first). Ray is shut down (or disconnected from) before returning."""
     import ray
 
     from instantmesh_cli.chain.job import derive_seed
-    from instantmesh_cli.cluster.actor import ChainActor
 
     if actors is not None and actors < 1:
         raise UsageError(f"--ray-actors must be 1 or more, got {actors}")
@@ -200,7 +207,7 @@ def run_rows(
         for i, (s, t) in enumerate(zip(sources, targets))
     ]
     skipped = storage.existing(targets) if skip_existing else [False] * len(rows)
-    connect(address)
+    connect(address, verbose=verbose)
     try:
         plan = layout(options, actors)
         actor_options = options.replace(device=plan.device)
@@ -212,21 +219,11 @@ def run_rows(
             return
         if on_start is not None:
             on_start()
-        from ray.data import ActorPoolStrategy
-
-        dataset = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
-            ChainActor,
-            batch_size=1,
-            compute=ActorPoolStrategy(
-                size=min(plan.actors, len(todo)), max_tasks_in_flight_per_actor=PER_ACTOR_IN_FLIGHT,
-                max_concurrent_calls_per_actor=PER_ACTOR_IN_FLIGHT, enable_true_multi_threading=True,
-            ),
-            fn_constructor_kwargs={"options": actor_options},
-            num_gpus=plan.num_gpus or None,
-            num_cpus=plan.num_cpus,
-            max_restarts=MAX_RESTARTS,
-            max_task_retries=MAX_TASK_RETRIES,
-        )
+        with warnings.catch_warnings():
+            # Ray Data takes max_restarts / max_task_retries only through the deprecated **ray_remote_args
+            # (until Ray 2.64, hence the extra's bound); without them actors and rows are retried forever.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*is deprecated")
+            dataset = _pipeline(ray, todo, plan, actor_options)
         reported: set[int] = set()
         for result in dataset.iter_rows():
             if result["broken"]:
@@ -243,6 +240,27 @@ def run_rows(
         ray.shutdown()
         # After the actors are gone: the temporary files of writes that a killed actor left.
         storage.sweep_temporaries(r["target"] for r in rows)
+
+
+def _pipeline(ray, rows: list[dict], plan: Layout, options: "PipelineOptions"):
+    """One block per row (so rows spread over the actors one by one), through the actor pool."""
+    from ray.data import ActorPoolStrategy
+
+    from instantmesh_cli.cluster.actor import ChainActor
+
+    return ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        ChainActor,
+        batch_size=1,
+        compute=ActorPoolStrategy(
+            size=min(plan.actors, len(rows)), max_tasks_in_flight_per_actor=PER_ACTOR_IN_FLIGHT,
+            max_concurrent_calls_per_actor=PER_ACTOR_IN_FLIGHT, enable_true_multi_threading=True,
+        ),
+        fn_constructor_kwargs={"options": options},
+        num_gpus=plan.num_gpus or None,
+        num_cpus=plan.num_cpus,
+        max_restarts=MAX_RESTARTS,
+        max_task_retries=MAX_TASK_RETRIES,
+    )
 
 
 LOST = (f"its Ray actor died on each of {MAX_TASK_RETRIES + 1} tries "
