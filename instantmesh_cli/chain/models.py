@@ -131,6 +131,18 @@ def load_reconstruction_model(
     )
 
 
+def _persist_compilation() -> None:
+    """Keep torch.compile's artefacts (FX graphs, Triton kernels, autotuning) in imesh's cache,
+    so only the first process on a machine pays the full compilation; later ones read them back."""
+    import os
+
+    from instantmesh_cli.hub import cache_dir
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+
+
 # The options that decide which models are loaded and how; the rest (seed, steps, texture
 # size...) are per job, so one set of loaded models serves jobs that differ in them.
 LOAD_FIELDS = ("model", "device", "dtype", "low_vram", "compile", "offline", "weights_dir")
@@ -141,6 +153,8 @@ class Models:
 
     def __init__(self, options: PipelineOptions = PipelineOptions(), *, download_progress: DownloadProgress | None = None):
         self.options = options.check()
+        if options.compile:
+            _persist_compilation()
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
         self.download_progress = download_progress

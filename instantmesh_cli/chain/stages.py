@@ -187,7 +187,7 @@ def preview(models: "Models", job: "Job") -> bool:
 
 def provenance(job: "Job") -> dict:
     """What made this output, recorded in it: the tool, the options, this image's seed. Nothing time-dependent."""
-    from instantmesh_cli import __version__
+    from instantmesh_cli.version import __version__
 
     record = {"generator": f"imesh {__version__}", "seed": job.seed, **job.options.provenance()}
     if job.quality is not None:

@@ -6,6 +6,7 @@ an exit code: 0 all done, 1 something failed, 2 usage error, 130 interrupted.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 import warnings
@@ -58,9 +59,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # --debug is read here, wherever it stands (before or after the command), and removed.
     options_end = args.index("--") if "--" in args else len(args)
-    if "--debug" in args[:options_end]:
-        state.debug = True
-        args = [a for i, a in enumerate(args) if not (a == "--debug" and i < options_end)]
+    state.debug = bool(os.environ.get("IMESH_DEBUG")) or "--debug" in args[:options_end]  # per call, never left over
+    args = [a for i, a in enumerate(args) if not (a == "--debug" and i < options_end)]
     warnings.showwarning = _show_warning
     try:
         with stop_on_signals():

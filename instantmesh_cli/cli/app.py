@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from instantmesh_cli import __version__
+from instantmesh_cli.version import __version__
 
 app = typer.Typer(
     name="imesh",
