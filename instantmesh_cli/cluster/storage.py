@@ -13,6 +13,7 @@ the whole new one, never a part.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import uuid
@@ -55,25 +56,46 @@ def join(folder: str, name: str | PurePosixPath) -> str:
 
 
 def filesystem(uri: str) -> "tuple[pyarrow.fs.FileSystem, str]":
-    """The filesystem of a remote URI and the path inside it; one-line errors."""
+    """The filesystem of a URI and the path inside it; one-line errors. Filesystems are made once
+    per bucket (or host, or container) and its options: making one may cost a request (S3 asks for
+    the bucket's region), and a batch names thousands of files in the same few places."""
+    from urllib.parse import urlsplit
+
+    local = local_path(uri)
+    if local is not None:
+        import pyarrow.fs as pafs
+
+        return pafs.LocalFileSystem(), str(local)
+    parts = urlsplit(uri)
+    fs, root_path, fsspec_fs = _root_filesystem(f"{parts.scheme}://{parts.netloc}" + (f"?{parts.query}" if parts.query else ""))
+    if fsspec_fs is not None:
+        return fs, fsspec_fs._strip_protocol(f"{parts.scheme}://{parts.netloc}{parts.path}")
+    inner = parts.path.lstrip("/")
+    return fs, f"{root_path.rstrip('/')}/{inner}" if inner else root_path
+
+
+@functools.lru_cache(maxsize=64)
+def _root_filesystem(root: str):
+    """(pyarrow filesystem, its path for ``root``, the fsspec filesystem behind it or None)."""
     import pyarrow as pa
     import pyarrow.fs as pafs
 
     try:
-        return pafs.FileSystem.from_uri(uri)
+        fs, path = pafs.FileSystem.from_uri(root)
+        return fs, path, None
     except pa.ArrowInvalid:
         pass  # not a pyarrow scheme: try fsspec's registry
     except (OSError, pa.ArrowException) as exc:
-        raise ImeshError(f"cannot open {uri}: {_one_line(exc)}") from None
+        raise ImeshError(f"cannot open {root}: {_one_line(exc)}") from None
     try:
         from fsspec.core import url_to_fs
     except ImportError:
-        raise UsageError(f"{uri}: pyarrow cannot open {scheme(uri)}:// URIs and fsspec is not installed") from None
+        raise UsageError(f"{root}: pyarrow cannot open {scheme(root)}:// URIs and fsspec is not installed") from None
     try:
-        fs, path = url_to_fs(uri)
+        fs, path = url_to_fs(root)
     except (ValueError, ImportError) as exc:  # unknown protocol, or its fsspec package is missing
-        raise UsageError(f"cannot open {uri}: {_one_line(exc)}") from None
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+        raise UsageError(f"cannot open {root}: {_one_line(exc)}") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path, fs
 
 
 def _one_line(exc: BaseException) -> str:
@@ -125,22 +147,20 @@ def existing(locations: list[str]) -> list[bool]:
     import pyarrow.fs as pafs
 
     answers: dict[int, bool] = {}
-    remote: dict[tuple, list[tuple[int, str]]] = {}
+    groups: dict[int, tuple["pyarrow.fs.FileSystem", list[tuple[int, str, str]]]] = {}
     for i, location in enumerate(locations):
         path = local_path(location)
         if path is not None:
             answers[i] = path.is_file()
-        else:
-            fs, inner = filesystem(location)
-            remote.setdefault((scheme(location), type(fs).__name__), []).append((i, location))
-    for group in remote.values():
-        fs, _ = filesystem(group[0][1])
-        inner = [filesystem(loc)[1] for _, loc in group]
+            continue
+        fs, inner = filesystem(location)
+        groups.setdefault(id(fs), (fs, []))[1].append((i, location, inner))
+    for fs, members in groups.values():
         try:
-            infos = fs.get_file_info(inner)
+            infos = fs.get_file_info([inner for _, _, inner in members])
         except OSError as exc:
-            raise ImeshError(f"cannot look at {group[0][1]}: {_one_line(exc)}") from None
-        for (i, _), info in zip(group, infos):
+            raise ImeshError(f"cannot look at {members[0][1]}: {_one_line(exc)}") from None
+        for (i, _, _), info in zip(members, infos):
             answers[i] = info.type == pafs.FileType.File
     return [answers[i] for i in range(len(locations))]
 
