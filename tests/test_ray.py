@@ -2,7 +2,7 @@
 
 The cluster (tests/ray_cluster.py) has two nodes of one CPU each; the CLI runs as a
 separate driver process, as a user would run it, and its actors load the tiny weights
-the local runs use. One test covers the whole contract, because starting the cluster
+``imesh selftest --save-weights`` writes, as any process can (``--weights-dir DIR --offline``). One test covers the whole contract, because starting the cluster
 is most of the cost on a two-core machine: 20 inputs with broken ones among them, one
 actor killed mid-run, every good output written exactly once and byte-equal to a
 local run, one JSON line per input as it finishes, work on both nodes.
@@ -24,22 +24,11 @@ import pytest
 pytest.importorskip("ray.data", reason="the Ray extra is not installed (pip install 'instantmesh-cli[ray]')")
 
 from ray_cluster import two_node_cluster  # noqa: E402
-from test_generate import FAST, assets, photo, served  # noqa: E402,F401 - fixtures
+from test_generate import FAST, photo  # noqa: E402
 
-ARGS = ["--no-texture", "--no-refine-texture", *FAST]
+ARGS = ["--no-texture", "--no-refine-texture", "--offline", *FAST]
 GOOD = 16
 BROKEN = {"empty.png": "is empty", "text.png": "not an image", "cut.png": "", "gone.png": "broken link"}
-
-# The actors are other processes: they see the tiny reconstruction config the `served`
-# fixture registers in this one through a sitecustomize on their PYTHONPATH (weights,
-# revisions and the fake hub's address reach them through the environment).
-_WORKER_PATCH = """
-from instantmesh_cli.reconstruction import config
-config.VARIANT_CONFIGS["instant-mesh-large"] = config.tiny_config(config.INSTANT_MESH_LARGE)
-from instantmesh_cli import settings
-settings.FILE_FACTS.clear()
-"""
-
 
 def _inputs(folder: Path) -> list[str]:
     folder.mkdir()
@@ -52,19 +41,32 @@ def _inputs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    patch = tmp_path / "patch"
-    patch.mkdir()
-    (patch / "sitecustomize.py").write_text(_WORKER_PATCH)
-    env = dict(os.environ)
+def _env() -> dict[str, str]:
+    """The cluster's and the driver's environment: this checkout first on the path, and no
+    revision overrides (the weights folder declares its own revisions)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMESH_REVISION_")}
     repo = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([str(patch), repo, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([repo, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-def test_two_node_cluster_batch_with_broken_inputs_and_a_killed_actor(served, tmp_path, capsys):  # noqa: F811
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """The tiny weights folder `imesh selftest --save-weights` keeps (its own revisions and reconstruction config)."""
     from instantmesh_cli.cli import run
+
+    folder = tmp_path_factory.mktemp("tiny") / "weights"
+    assert run(["selftest", "--device", "cpu", "--quiet", "--save-weights", str(folder)]) == 0
+    return folder
+
+
+def test_two_node_cluster_batch_with_broken_inputs_and_a_killed_actor(tiny_weights, tmp_path, capsys, monkeypatch):
+    from instantmesh_cli.cli import run
+
+    for var in [v for v in os.environ if v.startswith("IMESH_REVISION_")]:
+        monkeypatch.delenv(var)
+    args = [*ARGS, "--weights-dir", str(tiny_weights)]
 
     folder = tmp_path / "in"
     names = _inputs(folder)
@@ -76,12 +78,12 @@ def test_two_node_cluster_batch_with_broken_inputs_and_a_killed_actor(served, tm
     for name in ("p00.png", "p05.png", "p11.png"):
         shutil.copy(folder / name, local_in / name)
     started = time.perf_counter()
-    assert run(["generate", str(local_in), "-o", f"{tmp_path}/local/", "--json", *ARGS]) == 0
+    assert run(["generate", str(local_in), "-o", f"{tmp_path}/local/", "--json", *args]) == 0
     local = {os.path.basename(r["input"]): r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     local_seconds = time.perf_counter() - started
 
     out = tmp_path / "out"
-    env = _env(tmp_path)
+    env = _env()
     timings = {"local run (3 inputs)": local_seconds}
     started = time.perf_counter()
     with two_node_cluster(env) as cluster:
@@ -89,7 +91,7 @@ def test_two_node_cluster_batch_with_broken_inputs_and_a_killed_actor(served, tm
         started = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-m", "instantmesh_cli", "generate", str(folder), "-o", f"{out}/", "--json",
-             "--ray", cluster.address, *ARGS],
+             "--ray", cluster.address, *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
         )
         lines = [proc.stdout.readline()]
@@ -109,7 +111,7 @@ def test_two_node_cluster_batch_with_broken_inputs_and_a_killed_actor(served, tm
         started = time.perf_counter()
         again = subprocess.run(
             [sys.executable, "-m", "instantmesh_cli", "generate", folder.as_uri() + "/", "-o", out.as_uri() + "/",
-             "--json", "--skip-existing", "--ray", cluster.address, *ARGS],
+             "--json", "--skip-existing", "--ray", cluster.address, *args],
             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240,
         )
         timings["resumed run"] = time.perf_counter() - started
