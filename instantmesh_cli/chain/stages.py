@@ -38,7 +38,7 @@ def read(models: "Models", job: "Job") -> None:
         elif item.path.is_symlink() and not item.path.exists():
             raise InputError(f"{item.label} is a broken link (its target {os.readlink(item.path)} is gone)")
         else:
-            job.images.append(load_image(item.path))
+            job.images.append(load_image(item.path, name=item.label))  # errors name the input as the user did
 
 
 def read_views(models: "Models", job: "Job") -> None:

@@ -50,7 +50,8 @@ def _worker_devices(gpus: str | None, workers: int, device: str) -> list[str]:
     "  imesh generate --example -o duck.glb\n"
     "  imesh generate photo.png -o photo.obj --texture-size 2048 --uv xatlas\n"
     "  imesh generate photos/ -o meshes/ --json --skip-existing\n"
-    "  find shots -name '*.jpg' | imesh generate --from-list - -o out/"
+    "  find shots -name '*.jpg' | imesh generate --from-list - -o out/\n"
+    "  imesh generate s3://bucket/photos/ -o s3://bucket/meshes/ --ray auto --json"
 ))
 def generate(
     inputs: opt.Inputs = None,
@@ -94,6 +95,8 @@ def generate(
     gpus: opt.Gpus = None,
     workers: opt.Workers = 1,
     overlap: opt.Overlap = True,
+    ray: opt.Ray = None,
+    ray_actors: opt.RayActors = None,
     offline: opt.Offline = False,
     weights_dir: opt.WeightsDir = None,
 ) -> None:
@@ -112,6 +115,23 @@ def generate(
     listed = _read_list(from_list, inputs) if from_list is not None else []
     if not inputs and not listed and not example:
         raise UsageError("give at least one input image, folder or pattern (or --from-list, or --example)")
+    if ray is not None:
+        if gpus is not None or workers != 1:
+            raise UsageError("--ray places the workers itself; drop --gpus / --workers (see --ray-actors)")
+        if example:
+            raise UsageError("--example is a photo inside this installation, not on the cluster's storage; drop --ray")
+        from instantmesh_cli.cli.batch import run_ray_batch
+
+        code = run_ray_batch(
+            options, inputs + listed, output, fmt, address=ray, actors=ray_actors, recursive=recursive,
+            skip_existing=skip_existing, save_views=save_views, save_cutout=save_cutout, json_lines=json_lines, quiet=quiet,
+            contact_sheet=contact_sheet,
+        )
+        if code:
+            raise typer.Exit(code=code)
+        return
+    if ray_actors is not None:
+        raise UsageError("--ray-actors goes with --ray")
     items = expand_inputs(inputs, recursive=recursive, from_list=listed) if inputs or listed else []
     if example:
         from instantmesh_cli.examples import example_photo

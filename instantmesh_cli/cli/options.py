@@ -138,6 +138,14 @@ Gpus = Annotated[Optional[str], typer.Option(
 Workers = Annotated[int, typer.Option(
     "--workers", metavar="N", rich_help_panel=PERF,
     help="Worker processes per device (with --gpus, or on --device); 1 runs in this process.")]
+Ray = Annotated[Optional[str], typer.Option(
+    "--ray", metavar="auto|ADDRESS", rich_help_panel=PERF,
+    help="Run the batch on a Ray cluster: auto (RAY_ADDRESS, else the cluster running here, else a new local one) "
+         "or its address (host:6379, ray://host:10001). Inputs and -o may be URIs (s3://, gs://, file://...).",
+    show_default=False)]
+RayActors = Annotated[Optional[int], typer.Option(
+    "--ray-actors", metavar="N", rich_help_panel=PERF,
+    help="Actors with --ray (default: one per GPU of the cluster; one per node without GPUs).", show_default=False)]
 Overlap = Annotated[bool, typer.Option(
     "--overlap/--no-overlap", rich_help_panel=PERF, help="Overlap CPU work of neighbouring images with the GPU.")]
 

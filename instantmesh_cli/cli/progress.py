@@ -135,7 +135,7 @@ class BatchProgress:
         elif self.verbose and not self.live and self.total > 1:
             # Not a terminal (a log file, CI): one line per finished input, as it finishes
             # (a single input gets its line from the summary, with the stage times).
-            where = ", ".join(str(p) for p in job.files[:1]) or ("stdout" if job.outputs.mesh_to else "")
+            where = ", ".join(job.outputs.shown(p) for p in job.files[:1]) or ("stdout" if job.outputs.mesh_to else "")
             where = f" {where}" if where else ""
             console.print(f"{job.name}: {job.status}{where} ({job.seconds:.1f} s)", markup=False, soft_wrap=True)
         if self._bar is not None and self._batch_task is not None:
@@ -159,7 +159,7 @@ class BatchProgress:
             table.add_column("output / error", overflow="fold")
             style = {"ok": "green", "suspect": "magenta", "failed": "red", "skipped": "yellow", "pending": "dim"}
             for j in jobs:
-                detail = j.error if j.status == "failed" else (str(j.outputs.mesh) if j.outputs.mesh else "stdout")
+                detail = j.error if j.status == "failed" else (j.outputs.shown(j.outputs.mesh) if j.outputs.mesh else "stdout")
                 table.add_row(escape(j.name), f"[{style[j.status]}]{j.status}[/]", f"{j.seconds:.1f}", escape(detail or ""))
             console.print(table)
         elif ok:
