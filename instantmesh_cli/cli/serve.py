@@ -11,7 +11,7 @@ from instantmesh_cli.errors import UsageError
 D = opt.DEFAULTS
 
 
-@app.command(epilog=(
+@app.command(rich_help_panel=opt.MAKE, epilog=(
     "Examples:\n\n"
     "  imesh serve --gpus all\n\n"
     "  curl --unix-socket $XDG_RUNTIME_DIR/imesh/serve.sock -F image=@photo.png http://imesh/v1/jobs\n\n"
