@@ -155,6 +155,12 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
         }
         return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
+    @v1.get("/fields", summary="The job options (imesh generate's flags): type, default, choices, help; for forms")
+    async def field_list():
+        from instantmesh_cli.serve.fields import describe
+
+        return {"fields": describe()}
+
     @v1.get("/metrics", summary="Queue depth, per-stage times, workers (CUDA memory from each GPU worker)")
     async def metrics():
         return await run_in_threadpool(table.metrics)
@@ -270,6 +276,9 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
         return {"id": job_id, "state": state, "deleted": True, "note": note}
 
     app.include_router(v1)
+    from instantmesh_cli.serve.page import mount_page
+
+    mount_page(app, service)
     return app
 
 

@@ -54,6 +54,9 @@ class Field:
     param: str  # generate's Python parameter: "texture_size"
     kind: Any  # the annotated type: int, Optional[int], Literal[...], bool
     default: Any
+    help: str = ""  # the flag's own help text
+    minimum: float | None = None
+    maximum: float | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,9 +70,36 @@ def fields() -> dict[str, Field]:
     for name, p in inspect.signature(generate, eval_str=True).parameters.items():
         if name in _NOT_FIELDS or name not in targets:
             continue
-        kind = typing.get_args(p.annotation)[0] if typing.get_origin(p.annotation) is typing.Annotated else p.annotation
-        field = Field(_RENAMED.get(name, name).replace("_", "-"), name, kind, p.default)
+        info = None
+        kind = p.annotation
+        if typing.get_origin(p.annotation) is typing.Annotated:
+            kind, *meta = typing.get_args(p.annotation)
+            info = next((m for m in meta if hasattr(m, "help")), None)
+        field = Field(_RENAMED.get(name, name).replace("_", "-"), name, kind, p.default,
+                      help=getattr(info, "help", None) or "", minimum=getattr(info, "min", None),
+                      maximum=getattr(info, "max", None))
         out[field.name] = field
+    return out
+
+
+_JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+
+
+def describe() -> list[dict[str, Any]]:
+    """The fields a job may set, for clients that build a form (the web page): name, JSON type, default,
+    whether empty means "the default", choices, bounds and generate's help text. Server-owned ones are left out."""
+    out = []
+    for f in fields().values():
+        if f.name in SERVER_OWNED:
+            continue
+        args = typing.get_args(f.kind)
+        nullable = type(None) in args
+        base = next(a for a in args if a is not type(None)) if nullable else f.kind
+        choices = list(typing.get_args(base)) if typing.get_origin(base) is typing.Literal else None
+        out.append({
+            "name": f.name, "type": "string" if choices else _JSON_TYPES.get(base, "string"), "default": f.default,
+            "nullable": nullable, "choices": choices, "minimum": f.minimum, "maximum": f.maximum, "help": f.help,
+        })
     return out
 
 
