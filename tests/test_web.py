@@ -278,7 +278,8 @@ def test_upload_follow_view_download_and_a_bad_file_in_a_real_browser(server, ap
     wait(d, lambda d: "done" in d.find_element(By.CSS_SELECTOR, "#gallery .card:first-child .badge").text, 120,
          "the second job")
     assert severe(d) == [], "console errors"
-    shot(d, screens / "laptop.png", full=False)
+    js(d, "document.getElementById('detail').scrollIntoView({block: 'start', behavior: 'instant'})")
+    shot(d, screens / "laptop.png", full=False, top=False)  # what one sees after a drop
     shot(d, screens / "laptop-full.png", full=True)
 
     # Not an image: one line on the page, nothing queued, and the next upload (an OBJ) works.

@@ -10,6 +10,8 @@ const OPTIONS_KEY = 'imesh-options';
 const POLL_MS = 600;
 const GALLERY_MS = 2500;
 const HEALTH_MS = 5000;
+const ACTIVE_POLLS = 6;
+const GALLERY_READS = 24;
 // The page's option fields (a subset of imesh generate's flags, as GET /v1/fields describes them).
 const SHOWN = ['model', 'seed', 'steps', 'texture-size', 'format', 'refine-texture', 'refine-steps', 'preview'];
 // Server stages → the steps the page shows.
@@ -310,9 +312,13 @@ function update(job, status) {
   if (state.selected === job.id) renderDetail(job, before !== job.state);
 }
 
+// Step-by-step progress for the few jobs one can watch: the selected one, then running ones,
+// then this tab's queued ones. A server with a long queue costs the page a few requests a tick.
 async function pollActive() {
-  for (const job of [...state.jobs.values()]) {
-    if (job.finished) continue;
+  const active = [...state.jobs.values()].filter((job) => !job.finished);
+  const rank = (job) => (job.id === state.selected ? 0 : job.state === 'running' ? 1 : job.mine ? 2 : 3);
+  for (const job of active.sort((a, b) => rank(a) - rank(b)).slice(0, ACTIVE_POLLS)) {
+    if (rank(job) === 3) break;
     try {
       update(job, await api(`/v1/jobs/${job.id}`));
     } catch (error) {
@@ -322,17 +328,26 @@ async function pollActive() {
   setTimeout(pollActive, POLL_MS);
 }
 
+// Every job the server holds: new ones join (other clients' too), gone ones leave, and a job
+// whose state changed is read once in full (its files, record, queue position).
 async function pollGallery() {
   try {
     const listed = await api('/v1/jobs');
     const ids = new Set(listed.map((j) => j.id));
     for (const id of [...state.jobs.keys()]) if (!ids.has(id)) drop(id);
-    // Jobs sent by other clients join the gallery; pollActive follows them from here on.
+    let reads = 0;
     for (const entry of listed) {
-      if (!state.jobs.has(entry.id)) upsert(await api(`/v1/jobs/${entry.id}`));
+      const known = state.jobs.get(entry.id);
+      if (known && known.state === entry.state) continue;
+      if (reads++ >= GALLERY_READS) break; // the rest on the next round
+      const status = await api(`/v1/jobs/${entry.id}`);
+      upsert(status);
     }
     renderGallery();
-  } catch { /* the health line says when the server is gone */ }
+  } catch {
+    // A job deleted between the list and its read, or the server gone: the next round sees it,
+    // and the health line says when the server is down.
+  }
   setTimeout(pollGallery, GALLERY_MS);
 }
 
