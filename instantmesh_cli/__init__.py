@@ -6,7 +6,7 @@ load only when a stage that needs them runs. The Python API::
     from instantmesh_cli import ImeshPipeline, PipelineOptions
 """
 
-__version__ = "0.1.0"
+from instantmesh_cli.version import __version__
 
 __all__ = ["GenerateResult", "ImeshPipeline", "PipelineOptions", "__version__"]
 

@@ -279,8 +279,10 @@ def check_weights(weights_dir: str | os.PathLike[str] | None = None) -> list[Che
     except WeightsError as exc:
         return [Check("weights dir", FAIL, exc.message, exc.hint or "")]
     checks: list[Check] = []
+    revisions = hub.declared_revisions(wdir)
     if wdir is not None:
-        checks.append(Check("weights dir", OK, str(wdir)))
+        own = f" (holds its own revisions: {', '.join(sorted(set(revisions.values())))})" if revisions else ""
+        checks.append(Check("weights dir", OK, f"{wdir}{own}"))
     offline = hub.is_offline()
     when = ("offline mode is on, so runs that need them fail" if offline
             else "they are downloaded on first use")
@@ -296,12 +298,12 @@ def check_weights(weights_dir: str | os.PathLike[str] | None = None) -> list[Che
 
     # Files every variant needs (Zero123++ pipeline, white-background UNet, DINO config),
     # then each variant's own reconstruction checkpoint.
-    shared = [f for f in settings.model_files(settings.DEFAULT_VARIANT)
+    shared = [f for f in settings.model_files(settings.DEFAULT_VARIANT, revisions)
               if f.filename != settings.get_variant(settings.DEFAULT_VARIANT).checkpoint
               or f.repo_id != settings.INSTANTMESH_REPO]
     checks.append(line("weights shared", shared, f"imesh download --model {settings.DEFAULT_VARIANT}", True))
     for name, variant in settings.VARIANTS.items():
-        ckpt = [f for f in settings.lrm_files(name) if f.filename == variant.checkpoint]
+        ckpt = [f for f in settings.lrm_files(name, revisions) if f.filename == variant.checkpoint]
         checks.append(line(f"weights {name}", ckpt, f"imesh download --model {name}",
                            name == settings.DEFAULT_VARIANT))
     return checks

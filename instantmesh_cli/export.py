@@ -160,7 +160,10 @@ def to_trimesh(mesh: Mesh, transform: ExportTransform, *, gltf: bool = False):
     if gltf:
         kwargs["vertex_normals"] = smooth_normals(vertices, mesh.faces)
     if mesh.is_textured:
-        material = _matte_material(baseColorTexture=texture_image(mesh.texture))
+        # For GLB, finish_glb puts our own PNG bytes in place of trimesh's image; a 1×1
+        # stand-in spares encoding the full texture twice (0.3-0.7 s at 1024²).
+        texture = np.zeros((1, 1, 3), np.uint8) if gltf else mesh.texture
+        material = _matte_material(baseColorTexture=texture_image(texture))
         visual = trimesh.visual.TextureVisuals(uv=mesh.uv, material=material)
     elif gltf:  # vertex colours (if any) are added by _glb_bytes as 16-bit linear COLOR_0
         visual = trimesh.visual.TextureVisuals(material=_matte_material())

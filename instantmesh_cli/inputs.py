@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, TextIO
 
 from instantmesh_cli.errors import UsageError
@@ -116,12 +116,39 @@ def is_directory_target(output: str, n_items: int) -> bool:
     return output.endswith(("/", os.sep)) or Path(output).is_dir() or n_items > 1
 
 
+def output_names(items, ext: str) -> list[Path]:
+    """Each item's output below an output folder: ``{subdir}/{stem}.{ext}``, later clashes numbered
+    ``{stem}_2``, ``{stem}_3`` in input order (case-insensitively, for case-insensitive filesystems).
+    Items need only ``stem`` and ``subdir``, so remote inputs are named the same way."""
+    taken: set[str] = set()
+    names: list[Path] = []
+    for item in items:
+        base = item.subdir / item.stem
+        candidate, n = base, 1
+        while str(candidate).lower() in taken:
+            n += 1
+            candidate = base.with_name(f"{item.stem}_{n}")
+        taken.add(str(candidate).lower())
+        names.append(Path(f"{candidate}.{ext}"))
+    return names
+
+
+def file_target(output: str, fmt: str | None, formats: tuple[str, ...]) -> tuple[str, str]:
+    """``-o`` naming one file (a path or a URI): the name with its extension, and the format."""
+    suffix = PurePosixPath(output).suffix.lower().lstrip(".")
+    if suffix and suffix not in formats:
+        raise UsageError(f"cannot write .{suffix} files; use one of: {', '.join('.' + f for f in formats)}")
+    if suffix and fmt and suffix != fmt:
+        raise UsageError(f"-o {output} and --format {fmt} disagree")
+    ext = suffix or fmt or "glb"
+    return (output if suffix else f"{output}.{ext}"), ext
+
+
 def plan_outputs(items: list[InputItem], output: str, fmt: str | None, formats: tuple[str, ...]) -> tuple[list[Path | None], str]:
     """Output path per item (``None`` = stdout) and the format.
 
-    ``-o out.glb`` takes one input; ``-o DIR/`` any number (``{stem}.{ext}``, the
-    input's sub-folder kept, later clashes numbered ``{stem}_2``, ``{stem}_3`` in input
-    order); ``-o -`` writes a binary GLB to stdout for one input.
+    ``-o out.glb`` takes one input; ``-o DIR/`` any number (see :func:`output_names`: the
+    input's sub-folder kept, clashes numbered); ``-o -`` writes a binary GLB to stdout for one input.
     """
     if fmt is not None and fmt not in formats:
         raise UsageError(f"unknown format {fmt!r}; choose one of: {', '.join(formats)}")
@@ -136,24 +163,6 @@ def plan_outputs(items: list[InputItem], output: str, fmt: str | None, formats: 
             raise UsageError(f"{output} is a file; with several inputs -o must be a folder (end it with /)")
         ext = fmt or "glb"
         folder = Path(output)
-        taken: set[str] = set()
-        paths: list[Path | None] = []
-        for item in items:
-            base = item.subdir / item.stem
-            candidate, n = base, 1
-            while str(candidate).lower() in taken:
-                n += 1
-                candidate = base.with_name(f"{item.stem}_{n}")
-            taken.add(str(candidate).lower())
-            paths.append(folder / f"{candidate}.{ext}")
-        return paths, ext
-    target = Path(output)
-    suffix = target.suffix.lower().lstrip(".")
-    if suffix and suffix not in formats:
-        raise UsageError(f"cannot write .{suffix} files; use one of: {', '.join('.' + f for f in formats)}")
-    if suffix and fmt and suffix != fmt:
-        raise UsageError(f"-o {output} and --format {fmt} disagree")
-    ext = suffix or fmt or "glb"
-    if not suffix:
-        target = target.with_name(f"{target.name}.{ext}")
-    return [target], ext
+        return [folder / name for name in output_names(items, ext)], ext
+    target, ext = file_target(output, fmt, formats)
+    return [Path(target)], ext

@@ -48,6 +48,7 @@ class GenerateResult:
     warnings = property(lambda self: self.job.warnings)
     psnr_before = property(lambda self: self.job.psnr_before)
     psnr_after = property(lambda self: self.job.psnr_after)
+    quality = property(lambda self: self.job.quality)  # PSNR and silhouette IoU against the views
 
     @property
     def mesh(self) -> "Mesh":

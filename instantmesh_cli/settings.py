@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Mapping
+
+# A weights folder's own revisions (``hub.declared_revisions``): repo id -> revision.
+Revisions = Mapping[str, str]
 
 INSTANTMESH_REPO = "TencentARC/InstantMesh"
 ZERO123PLUS_REPO = "sudo-ai/zero123plus-v1.2"
@@ -159,52 +163,62 @@ def revision_env_var(repo_id: str) -> str:
     return "IMESH_REVISION_" + re.sub(r"[^A-Z0-9]+", "_", repo_id.upper()).strip("_")
 
 
-def revision_for(repo_id: str) -> str:
-    """The revision to request for ``repo_id``: the env override, else the pinned commit."""
+def revision_for(repo_id: str, revisions: Revisions | None = None) -> str:
+    """The revision to request for ``repo_id``: the env override, else the one a weights folder
+    declares it holds (``revisions``: fine-tuned or stand-in files), else the pinned commit."""
     override = os.environ.get(revision_env_var(repo_id), "").strip()
     if override:
         return override
+    if revisions and revisions.get(repo_id):
+        return revisions[repo_id]
     try:
         return PINNED_REVISIONS[repo_id]
     except KeyError:
         raise KeyError(f"no pinned revision for {repo_id}") from None
 
 
-def hub_file(repo_id: str, filename: str) -> HubFile:
+def hub_file(repo_id: str, filename: str, revisions: Revisions | None = None) -> HubFile:
     """A registry entry: the current revision plus the size/hash known for it."""
-    revision = revision_for(repo_id)
+    revision = revision_for(repo_id, revisions)
     size, sha256 = FILE_FACTS.get((repo_id, revision, filename), (None, None))
     return HubFile(repo_id, filename, revision, size, sha256)
 
 
-def white_unet_file() -> HubFile:
-    return hub_file(INSTANTMESH_REPO, WHITE_UNET_FILE)
+def white_unet_file(revisions: Revisions | None = None) -> HubFile:
+    return hub_file(INSTANTMESH_REPO, WHITE_UNET_FILE, revisions)
 
 
-def zero123plus_files(*, original_unet: bool = False) -> list[HubFile]:
+def zero123plus_files(*, original_unet: bool = False, revisions: Revisions | None = None) -> list[HubFile]:
     """The sudo-ai/zero123plus-v1.2 files (``original_unet`` adds its own UNet weights)."""
     names = ZERO123PLUS_FILES + ((ZERO123PLUS_UNET_WEIGHTS,) if original_unet else ())
-    return [hub_file(ZERO123PLUS_REPO, name) for name in names]
+    return [hub_file(ZERO123PLUS_REPO, name, revisions) for name in names]
 
 
-def multiview_files(*, original_unet: bool = False) -> list[HubFile]:
+def multiview_files(*, original_unet: bool = False, revisions: Revisions | None = None) -> list[HubFile]:
     """Everything the multi-view stage reads: the Zero123++ pipeline + the white-background UNet."""
-    return zero123plus_files(original_unet=original_unet) + [white_unet_file()]
+    return zero123plus_files(original_unet=original_unet, revisions=revisions) + [white_unet_file(revisions)]
 
 
-def dino_files() -> list[HubFile]:
-    return [hub_file(DINO_REPO, name) for name in DINO_FILES]
+def dino_files(revisions: Revisions | None = None) -> list[HubFile]:
+    return [hub_file(DINO_REPO, name, revisions) for name in DINO_FILES]
 
 
-def lrm_files(variant_name: str) -> list[HubFile]:
+def lrm_files(variant_name: str, revisions: Revisions | None = None) -> list[HubFile]:
     """The reconstruction checkpoint of ``variant_name`` (first) plus the DINO config files."""
     variant = get_variant(variant_name)
-    return [hub_file(INSTANTMESH_REPO, variant.checkpoint)] + dino_files()
+    return [hub_file(INSTANTMESH_REPO, variant.checkpoint, revisions)] + dino_files(revisions)
 
 
-def model_files(variant_name: str) -> list[HubFile]:
+# A weights folder may carry the reconstruction model's architecture beside its checkpoint
+# (``DIR/TencentARC/InstantMesh/imesh-lrm-config-<variant>.json``), for checkpoints that are
+# not the released ones (fine-tuned at another size, or stand-ins). Never fetched from the Hub.
+def lrm_config_file(variant_name: str, revisions: Revisions | None = None) -> HubFile:
+    return hub_file(INSTANTMESH_REPO, f"imesh-lrm-config-{get_variant(variant_name).name}.json", revisions)
+
+
+def model_files(variant_name: str, revisions: Revisions | None = None) -> list[HubFile]:
     """Every file ``imesh generate --model variant_name`` needs (what ``imesh download`` fetches)."""
-    return _unique(multiview_files() + lrm_files(variant_name))
+    return _unique(multiview_files(revisions=revisions) + lrm_files(variant_name, revisions))
 
 
 def all_files() -> list[HubFile]:

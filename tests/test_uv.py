@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 
 import numpy as np
 import pytest
@@ -152,23 +151,6 @@ def test_decimate_keeps_the_surface():
     assert decimate(mesh, 30000) is mesh  # already below the budget
     with pytest.raises(ValueError):
         decimate(Mesh(v, f, uv=np.zeros((len(v), 2)), texture=np.zeros((4, 4, 3), np.uint8)), 100)
-
-
-def test_decimate_falls_back_to_pymeshlab(monkeypatch):
-    pytest.importorskip("pymeshlab")
-    real_import = builtins.__import__
-
-    def no_fast_simplification(name, *args, **kwargs):
-        if name.startswith("fast_simplification"):
-            raise ImportError("hidden for the test")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_fast_simplification)
-    v, f = sphere(4, 0.8)
-    out = decimate(Mesh(v, f), 1000)
-    assert out.metadata["decimation"]["backend"] == "pymeshlab"
-    assert 900 <= out.num_faces <= 1000
-    assert np.abs(np.linalg.norm(out.vertices, axis=1) - 0.8).max() < 0.02
 
 
 def test_triangle_soup_narrows_gutters_or_fails_clearly():

@@ -61,6 +61,17 @@ class JobOutputs:
     cutout: Path | None = None  # the RGBA cut-out PNG
     cutout_to: Callable[[bytes], None] | None = None  # cut-out PNG bytes to a stream
     cutout_size: int | None = None  # resize the written cut-out to this side (None: as prepared)
+    # Records name files as the user did. A driver whose files are written under other names
+    # (an absolute path on a Ray node, a local copy uploaded to an object store) gives the
+    # written folder prefix and the prefix the user's name has in its place.
+    shown_as: tuple[str, str] | None = None
+
+    def shown(self, path: "Path | str") -> str:
+        """``path`` (written by the export stage) as the user named it."""
+        text = str(path)
+        if self.shown_as is not None and text.startswith(self.shown_as[0]):
+            return self.shown_as[1] + text[len(self.shown_as[0]):]
+        return text
 
 
 @dataclass
@@ -117,7 +128,7 @@ class Job:
         """The job as one JSON object (``--json`` lines, the server's job status): the same keys for every job."""
         out = self.outputs
         if out.mesh is not None:
-            output = str(out.mesh)
+            output = out.shown(out.mesh)
         else:
             output = "-" if out.mesh_to is not None and self.status == "ok" else None
         return {
@@ -134,7 +145,7 @@ class Job:
             "psnr_before": None if self.psnr_before is None else round(self.psnr_before, 3),
             "psnr_after": None if self.psnr_after is None else round(self.psnr_after, 3),
             "quality": self.quality,
-            "files": [str(p) for p in self.files],
+            "files": [out.shown(p) for p in self.files],
         }
 
     def settle(self) -> "Job":

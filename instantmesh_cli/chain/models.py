@@ -10,6 +10,8 @@ use, and shared by every job it runs.
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -23,10 +25,24 @@ if TYPE_CHECKING:
     import torch
 
     from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
+    from instantmesh_cli.reconstruction.config import LRMConfig
     from instantmesh_cli.reconstruction.model import ReconstructionModel
+    from instantmesh_cli.settings import HubFile
 
-# (bytes done, bytes total or None) while weights download.
-DownloadProgress = Callable[[int, "int | None"], None]
+# (file, bytes done, bytes total or None) while a weights file downloads: files that are
+# already here report nothing; each one fetched reports under its own name.
+DownloadProgress = Callable[[str, int, "int | None"], None]
+
+
+def _per_file(progress: DownloadProgress | None, hub_file: "HubFile"):
+    # The weights layer reports bytes, not which file they belong to: bind the name here.
+    return None if progress is None else functools.partial(progress, str(hub_file))
+
+
+def _folder_revisions(weights_dir: "Path | None") -> dict[str, str]:
+    from instantmesh_cli import hub
+
+    return hub.declared_revisions(hub.resolve_weights_dir(weights_dir))
 
 
 def load_multiview_pipeline(
@@ -44,9 +60,15 @@ def load_multiview_pipeline(
     from instantmesh_cli import hub
     from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
 
-    kw = {"offline": offline, "weights_dir": weights_dir, "progress": progress}
-    folder = hub.multiview_folder(original_unet=original_unet, **kw)
-    unet_weights = None if original_unet else hub.weights_file(settings.white_unet_file(), **kw)
+    revisions = _folder_revisions(weights_dir)
+    kw = {"offline": offline, "weights_dir": weights_dir}
+    for f in settings.zero123plus_files(original_unet=original_unet, revisions=revisions):
+        hub.fetch(f, progress=_per_file(progress, f), **kw)
+    folder = hub.multiview_folder(original_unet=original_unet, revisions=revisions, **kw)  # every file is here now
+    unet_weights = None
+    if not original_unet:
+        white = settings.white_unet_file(revisions)
+        unet_weights = hub.weights_file(white, progress=_per_file(progress, white), **kw)
     cache = text_embeds_cache(folder, dtype, device)
     cached = _read_text_embeds(cache)
     pipe = Zero123PlusPipeline.from_folder(
@@ -109,26 +131,76 @@ def load_reconstruction_model(
     dtype: "torch.dtype | None" = None,
     offline: bool | None = None,
     weights_dir: "Path | None" = None,
+    progress: DownloadProgress | None = None,
 ) -> "ReconstructionModel":
-    """The released reconstruction model ``name`` (e.g. ``instant-mesh-large``): its
-    checkpoint (converted once to safetensors by the weights layer) and DINO's configs."""
+    """The reconstruction model ``name`` (e.g. ``instant-mesh-large``): its checkpoint
+    (converted once to safetensors by the weights layer) and DINO's configs; its architecture
+    is the released one unless the weights folder carries its own (:func:`folder_lrm_config`)."""
     import torch
 
     from instantmesh_cli import hub
-    from instantmesh_cli.reconstruction.config import variant_config
     from instantmesh_cli.reconstruction.loading import load_model
 
     variant = settings.get_variant(name)
-    files = {f.filename: f for f in settings.lrm_files(variant.name)}
+    revisions = _folder_revisions(weights_dir)
+    files = {f.filename: f for f in settings.lrm_files(variant.name, revisions)}
     kw = {"offline": offline, "weights_dir": weights_dir}
+    checkpoint = files[variant.checkpoint]
     return load_model(
-        variant_config(variant.name),
-        hub.weights_file(files[variant.checkpoint], **kw),
-        dino_config=hub.fetch(files["config.json"], **kw),
-        dino_preprocessor=hub.fetch(files["preprocessor_config.json"], **kw),
+        folder_lrm_config(variant.name, weights_dir, revisions),
+        hub.weights_file(checkpoint, progress=_per_file(progress, checkpoint), **kw),
+        dino_config=hub.fetch(files["config.json"], progress=_per_file(progress, files["config.json"]), **kw),
+        dino_preprocessor=hub.fetch(
+            files["preprocessor_config.json"], progress=_per_file(progress, files["preprocessor_config.json"]), **kw),
         device=device,
         compute_dtype=dtype or torch.float32,
     )
+
+
+def _persist_compilation() -> None:
+    """Keep torch.compile's artefacts (FX graphs, Triton kernels, autotuning) in imesh's cache,
+    so only the first process on a machine pays the full compilation; later ones read them back."""
+    import os
+
+    from instantmesh_cli.hub import cache_dir
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+
+
+def folder_lrm_config(name: str, weights_dir: "Path | None" = None, revisions: dict[str, str] | None = None) -> "LRMConfig":
+    """The architecture of reconstruction model ``name``: the released one
+    (``reconstruction.config.VARIANT_CONFIGS``), with the fields that the weights folder's
+    ``imesh-lrm-config-<name>.json`` names replaced, when the folder has one.
+
+    The official code keeps one YAML file per variant; a folder holding a fine-tuned or
+    differently sized checkpoint says here what it is, and the strict loader then checks
+    every tensor against that.
+    """
+    from instantmesh_cli import hub
+    from instantmesh_cli.errors import WeightsError
+    from instantmesh_cli.hub.locate import weights_dir_copy
+    from instantmesh_cli.reconstruction.config import config_from_dict, variant_config
+
+    variant = settings.get_variant(name)
+    base = variant_config(variant.name)
+    folder = hub.resolve_weights_dir(weights_dir)
+    if folder is None:
+        return base
+    found = weights_dir_copy(settings.lrm_config_file(variant.name, revisions or {}), folder)
+    if found is None:
+        return base
+    path, problem = found
+    if problem is not None:
+        raise hub.CorruptWeightsError(f"{path} is corrupted: {problem}", hint="write the folder again")
+    try:
+        cfg = config_from_dict(json.loads(path.read_text(encoding="utf-8")), base)
+    except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise WeightsError(f"cannot use {path}: {exc}") from None
+    if cfg.kind != variant.kind:
+        raise WeightsError(f"{path} describes a {cfg.kind} model, but {variant.name} is a {variant.kind} model")
+    return cfg
 
 
 # The options that decide which models are loaded and how; the rest (seed, steps, texture
@@ -141,6 +213,8 @@ class Models:
 
     def __init__(self, options: PipelineOptions = PipelineOptions(), *, download_progress: DownloadProgress | None = None):
         self.options = options.check()
+        if options.compile:
+            _persist_compilation()
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
         self.download_progress = download_progress
@@ -175,7 +249,8 @@ class Models:
         if self._reconstructor is None:
             o = self.options
             self._reconstructor = load_reconstruction_model(
-                o.model, device=self.device, dtype=self.dtype, offline=o.offline, weights_dir=o.weights_dir
+                o.model, device=self.device, dtype=self.dtype, offline=o.offline, weights_dir=o.weights_dir,
+                progress=self.download_progress,
             )
         return self._reconstructor
 

@@ -9,11 +9,12 @@ flags onto; :meth:`PipelineOptions.check` is the one place where values are vali
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 from instantmesh_cli import settings
-from instantmesh_cli.errors import UsageError
+from instantmesh_cli.errors import ImeshError, UsageError
 
 # Names the CLI offers as choices; the libraries that implement them are checked
 # against these in tests/test_cli.py (importing them here would load torch at start-up).
@@ -59,6 +60,9 @@ class PipelineOptions:
     min_psnr: float | None = None  # below: the output is marked "suspect"
     min_iou: float | None = None
     preview: bool = False  # a PNG sheet of the exported mesh beside it
+    # surface work before texturing (the optional `meshlab` extra)
+    remesh: bool = False  # isotropic remeshing: even triangles, about target_faces of them
+    watertight: bool = False  # repair into a closed, outward surface (3D printing)
     # performance
     device: str = "auto"
     dtype: str = "auto"
@@ -102,7 +106,17 @@ class PipelineOptions:
             raise UsageError("--min-psnr / --min-iou need the quality check; drop --no-quality")
         if self.dtype not in DTYPES:
             raise UsageError(f"unknown --dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        if (self.remesh or self.watertight) and importlib.util.find_spec("pymeshlab") is None:
+            from instantmesh_cli.mesh import MESHLAB_INSTALL
+
+            flag = "--remesh" if self.remesh else "--watertight"
+            # Not a usage error: the command line is right, this install lacks the extra.
+            raise ImeshError(f"{flag} needs pymeshlab, which is not installed", hint=MESHLAB_INSTALL)
         return self
+
+    @property
+    def runs_mesh_stage(self) -> bool:
+        return self.remesh or self.watertight
 
     @property
     def runs_texture_stage(self) -> bool:
@@ -115,6 +129,6 @@ class PipelineOptions:
     def provenance(self) -> dict:
         """What shaped an output, recorded in it (GLB extras): no paths, nothing time-dependent."""
         keys = ("model", "views", "scale", "steps", "guidance", "scheduler", "foreground_ratio", "texture",
-                "texture_size", "refine_texture", "refine_steps", "target_faces", "uv_method", "dtype",
-                "min_psnr", "min_iou")
+                "texture_size", "refine_texture", "refine_steps", "target_faces", "uv_method", "remesh", "watertight",
+                "dtype", "min_psnr", "min_iou")
         return {k: getattr(self, k) for k in keys}

@@ -1,4 +1,4 @@
-"""The chain, written once: read → prepare → load → multiview → reconstruct → texture → export.
+"""The chain, written once: read → prepare → load → multiview → reconstruct → mesh → texture → export.
 
 Every stage has one signature, ``stage(models, job)``: it reads the job's options and
 what earlier stages put on the :class:`~instantmesh_cli.chain.job.Job`, writes its own
@@ -38,7 +38,7 @@ def read(models: "Models", job: "Job") -> None:
         elif item.path.is_symlink() and not item.path.exists():
             raise InputError(f"{item.label} is a broken link (its target {os.readlink(item.path)} is gone)")
         else:
-            job.images.append(load_image(item.path))
+            job.images.append(load_image(item.path, name=item.label))  # errors name the input as the user did
 
 
 def read_views(models: "Models", job: "Job") -> None:
@@ -115,6 +115,32 @@ def reconstruct(models: "Models", job: "Job") -> None:
     job.mesh = mesh
 
 
+def mesh(models: "Models", job: "Job") -> bool:
+    """Surface work before the UV atlas, when asked: isotropic remeshing (``remesh``), then
+    repair into a closed surface (``watertight``); False when neither is asked for."""
+    from instantmesh_cli.mesh import decimate, make_watertight, remesh
+    from instantmesh_cli.texture.stage import DEFAULT_TARGET_FACES
+
+    o = job.options
+    if not o.runs_mesh_stage:
+        return False
+    budget = DEFAULT_TARGET_FACES if o.target_faces is None else o.target_faces
+    surface = job.mesh
+    if o.remesh:
+        surface = remesh(surface, budget or None)
+    if o.watertight:
+        if o.texture and budget and surface.num_faces > budget:
+            # Decimated here, before the repair, so that the texture stage has nothing left to
+            # decimate and cannot reopen the repaired surface.
+            surface = decimate(surface, budget)
+        surface, report = make_watertight(surface)
+        if not report.closed:
+            job.warn(f"--watertight: {report.boundary_edges} open and {report.nonmanifold_edges} non-manifold "
+                     "edges remain; check the mesh before printing it")
+    job.mesh = surface
+    return True
+
+
 def texture(models: "Models", job: "Job") -> bool:
     """Refine the colours on the views, then bake a UV texture (or vertex colours with ``texture=False``)."""
     from instantmesh_cli.texture import texture_mesh
@@ -187,7 +213,7 @@ def preview(models: "Models", job: "Job") -> bool:
 
 def provenance(job: "Job") -> dict:
     """What made this output, recorded in it: the tool, the options, this image's seed. Nothing time-dependent."""
-    from instantmesh_cli import __version__
+    from instantmesh_cli.version import __version__
 
     record = {"generator": f"imesh {__version__}", "seed": job.seed, **job.options.provenance()}
     if job.quality is not None:
@@ -210,16 +236,17 @@ LOAD_MULTIVIEW = Stage("load", load_multiview, "gpu")
 LOAD_RECONSTRUCTION = Stage("load", load_reconstruction, "gpu")
 MULTIVIEW = Stage("multiview", multiview, "gpu")
 RECONSTRUCT = Stage("reconstruct", reconstruct, "gpu")
+MESH = Stage("mesh", mesh, "back")
 TEXTURE = Stage("texture", texture, "back")
 QUALITY = Stage("quality", quality, "back")
 EXPORT = Stage("export", export, "back")
 PREVIEW = Stage("preview", preview, "back")
 
 # The plans the drivers run; each is a slice of the one chain.
-PHOTO_TO_MESH = (READ, PREPARE, LOAD, MULTIVIEW, RECONSTRUCT, TEXTURE, QUALITY, EXPORT, PREVIEW)  # generate, the API, bench, server
+PHOTO_TO_MESH = (READ, PREPARE, LOAD, MULTIVIEW, RECONSTRUCT, MESH, TEXTURE, QUALITY, EXPORT, PREVIEW)  # generate, the API, bench, server
 PHOTO_TO_CUTOUT = (READ, PREPARE, EXPORT)  # imesh prepare
 PHOTO_TO_VIEWS = (READ, PREPARE, LOAD_MULTIVIEW, MULTIVIEW, EXPORT)  # imesh multiview
-VIEWS_TO_MESH = (READ_VIEWS, LOAD_RECONSTRUCTION, RECONSTRUCT, TEXTURE, QUALITY, EXPORT, PREVIEW)  # imesh reconstruct
+VIEWS_TO_MESH = (READ_VIEWS, LOAD_RECONSTRUCTION, RECONSTRUCT, MESH, TEXTURE, QUALITY, EXPORT, PREVIEW)  # imesh reconstruct
 
 
 def describe(exc: BaseException) -> str:

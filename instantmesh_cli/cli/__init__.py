@@ -12,7 +12,6 @@ import traceback
 import warnings
 from typing import Sequence
 
-import click
 import typer
 
 from instantmesh_cli.cli.app import app, state
@@ -26,21 +25,15 @@ from instantmesh_cli.cli import commands  # noqa: F401,E402
 __all__ = ["app", "main", "run"]
 
 
-def _classes(*candidates: object) -> tuple[type[BaseException], ...]:
-    return tuple({c for c in candidates if isinstance(c, type)})
+# Typer >= 0.26 (see pyproject) bundles its own copy of click and raises that copy's
+# exceptions; only Exit and Abort have public names.
+from typer._click import exceptions as _click  # noqa: E402
 
-
-# Typer >= 0.26 bundles its own copy of click with its own exception classes; older
-# versions use click's. Catch both so that exit codes do not depend on the version.
-try:
-    from typer._click import exceptions as _typer_click
-except ImportError:  # pragma: no cover - older typer
-    _typer_click = click.exceptions
-_EXIT = _classes(click.exceptions.Exit, getattr(typer, "Exit", None))
-_ABORT = _classes(click.exceptions.Abort, getattr(typer, "Abort", None))
-_USAGE = _classes(click.exceptions.UsageError, getattr(_typer_click, "UsageError", None))
-_CLICK_ERROR = _classes(click.ClickException, getattr(_typer_click, "ClickException", None))
-_NO_ARGS = _classes(getattr(click.exceptions, "NoArgsIsHelpError", None), getattr(_typer_click, "NoArgsIsHelpError", None))
+_EXIT = (typer.Exit,)
+_ABORT = (typer.Abort,)
+_USAGE = (_click.UsageError,)
+_CLICK_ERROR = (_click.ClickException,)
+_NO_ARGS = (_click.NoArgsIsHelpError,)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -62,6 +55,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     state.debug = bool(os.environ.get("IMESH_DEBUG")) or "--debug" in args[:options_end]  # per call, never left over
     args = [a for i, a in enumerate(args) if not (a == "--debug" and i < options_end)]
     warnings.showwarning = _show_warning
+    if not state.debug:
+        from instantmesh_cli.quiet import silence_libraries
+
+        silence_libraries()
     try:
         with stop_on_signals():
             result = app(args=args, prog_name="imesh", standalone_mode=False)

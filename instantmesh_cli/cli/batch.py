@@ -61,6 +61,60 @@ def photo_jobs(
     return jobs
 
 
+class BatchReport:
+    """What a batch shows, wherever its jobs run (this process, worker processes, Ray actors):
+    per job its warnings, error line and stdout line (its path, or its JSON object with
+    ``--json``), the contact sheet; progress on stderr; the summary and the exit code."""
+
+    def __init__(self, total: int, *, json_lines: bool, quiet: bool, sheet: "ContactSheet | None" = None):
+        from instantmesh_cli.cli.progress import BatchProgress
+
+        self.json_lines = json_lines
+        self.sheet = sheet
+        self.stdout = sys.stdout  # kept: a driver may point sys.stdout elsewhere while libraries chatter
+        self.progress = BatchProgress(total, enabled=not quiet)
+        self.finished: list["Job"] = []
+
+    def done(self, job: "Job", extra: dict | None = None) -> None:
+        """Report one finished (or failed, or skipped) job; ``extra`` keys join its JSON object."""
+        from instantmesh_cli.cli.app import state
+
+        self.finished.append(job)
+        if self.sheet is not None:
+            self.sheet.add(job)
+        self.progress.job_done(job)
+        if job.status == "failed" and state.debug and job.exception is not None:
+            import traceback
+
+            traceback.print_exception(job.exception)
+        for warning in job.warnings:
+            warn_line(f"{job.name}: {warning}")
+        if self.json_lines:
+            self.stdout.write(json.dumps({**job.record(), **(extra or {})}) + "\n")
+            self.stdout.flush()
+        elif job.status in ("ok", "suspect"):
+            for path in job.files[:1]:
+                self.stdout.write(f"{job.outputs.shown(path)}\n")
+                self.stdout.flush()
+
+    def run(self, body: Callable[["BatchReport"], None]) -> int:
+        """Run ``body(self)`` with progress shown; the exit code (0 all done, 1 some failed,
+        3 some suspect, 130/143 interrupted)."""
+        finished = self.finished
+        with self.progress:
+            try:
+                body(self)
+            except KeyboardInterrupt as exc:
+                self.progress.stop()
+                error_line("interrupted" + (f" by {exc.signal_name}" if isinstance(exc, Interrupted) else ""))
+                self.progress.summary(finished, interrupted=True)
+                return exc.exit_code if isinstance(exc, Interrupted) else 130
+        self.progress.summary(finished)
+        if any(j.status == "failed" for j in finished):
+            return 1
+        return 3 if any(j.status == "suspect" for j in finished) else 0
+
+
 def run_photo_batch(
     options: "PipelineOptions",
     items: "list[InputItem]",
@@ -79,63 +133,91 @@ def run_photo_batch(
     remote=None,
 ) -> int:
     """Run the batch, in this process, over worker processes on ``devices``, or on a server
-    (``remote``, a :class:`~instantmesh_cli.serve.client.RemoteBatch`); the exit code
-    (0 all done, 1 some failed, 130/143 interrupted)."""
+    (``remote``, a :class:`~instantmesh_cli.serve.client.RemoteBatch`); the exit code.
+    Each JSON object says which ran it: ``"engine": "local"`` or ``"server"``."""
     from instantmesh_cli.chain.models import Models
     from instantmesh_cli.chain.run import BatchRunner
     from instantmesh_cli.chain.stages import PHOTO_TO_MESH
-    from instantmesh_cli.cli.app import state
-    from instantmesh_cli.cli.progress import BatchProgress
 
-    finished: list["Job"] = []
-    engine = "local" if remote is None else remote.engine
     sheet = ContactSheet(_sheet_path(outputs)) if contact_sheet else None
+    report = BatchReport(len(items), json_lines=json_lines, quiet=quiet, sheet=sheet)
 
-    def on_done(job: "Job") -> None:
-        finished.append(job)
-        if sheet is not None:
-            sheet.add(job)
-        progress.job_done(job)
-        if job.status == "failed" and state.debug and job.exception is not None:
-            import traceback
-
-            traceback.print_exception(job.exception)
-        for warning in job.warnings:
-            warn_line(f"{job.name}: {warning}")
-        if json_lines:
-            sys.stdout.write(json.dumps({**job.record(), "engine": engine}) + "\n")
-            sys.stdout.flush()
-        elif job.status in ("ok", "suspect"):
-            for path in job.files[:1]:
-                sys.stdout.write(f"{path}\n")
-                sys.stdout.flush()
-
-    with BatchProgress(len(items), enabled=not quiet) as progress:
+    def body(report: BatchReport) -> None:
+        progress = report.progress
         jobs = photo_jobs(
             options, items, outputs, fmt, skip_existing=skip_existing, save_views=save_views,
             save_cutout=save_cutout, write_stdout=write_stdout, progress=progress.stage,
         )
-        try:
-            if remote is not None:
-                remote.run(jobs, on_done)
-            elif devices:
-                from instantmesh_cli.chain.workers import WorkerPool
+        engine = {"engine": "local" if remote is None else remote.engine}
 
-                progress.stage("load", 0, None)
-                with WorkerPool(options, devices, overlap=overlap) as pool:
-                    pool.run(jobs, on_done)
-            else:
-                models = Models(options, download_progress=progress.download)
-                BatchRunner(models, PHOTO_TO_MESH, overlap=overlap).run(jobs, on_done)
-        except KeyboardInterrupt as exc:
-            progress.stop()
-            error_line("interrupted" + (f" by {exc.signal_name}" if isinstance(exc, Interrupted) else ""))
-            progress.summary(finished, interrupted=True)
-            return exc.exit_code if isinstance(exc, Interrupted) else 130
-    progress.summary(finished)
-    if any(j.status == "failed" for j in finished):
-        return 1
-    return 3 if any(j.status == "suspect" for j in finished) else 0
+        def done(job: "Job") -> None:
+            report.done(job, engine)
+
+        if remote is not None:
+            remote.run(jobs, done)
+        elif devices:
+            from instantmesh_cli.chain.workers import WorkerPool
+
+            progress.stage("load", 0, None)
+            with WorkerPool(options, devices, overlap=overlap) as pool:
+                pool.run(jobs, done)
+        else:
+            models = Models(options, download_progress=progress.download)
+            BatchRunner(models, PHOTO_TO_MESH, overlap=overlap).run(jobs, done)
+
+    return report.run(body)
+
+
+def run_ray_batch(
+    options: "PipelineOptions",
+    args: list[str],
+    output: str,
+    fmt: str | None,
+    *,
+    address: str,
+    actors: int | None,
+    recursive: bool,
+    skip_existing: bool,
+    save_views: bool,
+    save_cutout: bool,
+    json_lines: bool,
+    quiet: bool,
+    contact_sheet: bool = False,
+) -> int:
+    """The batch on a Ray cluster (``--ray``): reported like a local batch, each job as it finishes,
+    its JSON object with the Ray node that ran it."""
+    from instantmesh_cli.cluster import require_ray
+
+    require_ray()
+    from instantmesh_cli.chain.options import MESH_FORMATS
+    from instantmesh_cli.cluster import driver
+
+    sources = driver.expand_sources(args, recursive=recursive)
+    targets, ext = driver.plan_targets(sources, output, fmt, MESH_FORMATS)
+    sheet = None
+    if contact_sheet:
+        from instantmesh_cli.cluster import storage
+        from instantmesh_cli.errors import UsageError
+
+        if any(storage.is_remote(t) for t in targets):
+            raise UsageError("--contact-sheet renders the outputs here: use it with a local -o, or run `imesh preview` later")
+        sheet = ContactSheet(_sheet_path([Path(t) for t in targets]))
+    report = BatchReport(len(sources), json_lines=json_lines, quiet=quiet, sheet=sheet)
+    # Ray prints its cluster messages (a task retried, an actor died) to sys.stdout, which carries
+    # only data: they go to stderr with --debug, else nowhere (what they mean comes back in the jobs).
+    import contextlib
+    import os
+
+    from instantmesh_cli.cli.app import state
+
+    with contextlib.ExitStack() as stack:
+        chatter = sys.stderr if state.debug else stack.enter_context(open(os.devnull, "w"))
+        stack.enter_context(contextlib.redirect_stdout(chatter))
+        return report.run(lambda report: driver.run_rows(
+            options, sources, targets, ext, address=address, actors=actors, skip_existing=skip_existing,
+            save_views=save_views, save_cutout=save_cutout, on_done=report.done,
+            on_start=lambda: report.progress.stage("load", 0, None), verbose=state.debug,
+        ))
 
 
 def _sheet_path(outputs: "list[Path | None]") -> Path:

@@ -3,35 +3,48 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from instantmesh_cli import settings
+from instantmesh_cli.cli import options as opt
 from instantmesh_cli.cli.app import app
 from instantmesh_cli.cli.common import console
 from instantmesh_cli.errors import UsageError
 
+BENCH = "Measurements"
 
-@app.command()
+
+@app.command(rich_help_panel=opt.SETUP, epilog=(
+    "Examples:\n"
+    "  imesh bench --random-weights\n"
+    "  imesh bench --random-weights --repeat 3 --batch 20 --json\n"
+    "  imesh bench --scheduler dpm++2m --no-baseline --no-cold-start"
+))
 def bench(
-    model: str = typer.Option(settings.DEFAULT_VARIANT, "--model", "-m", help=f"One of: {', '.join(settings.VARIANTS)}."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion steps (default: 75, the paper setting)."),
-    scheduler: str = typer.Option("euler-a", "--scheduler", help="Diffusion sampler."),
-    repeat: int = typer.Option(3, "--repeat", help="Measured runs after the warm-up; medians are reported."),
-    batch: int = typer.Option(0, "--batch", help="Also measure images per minute for a batch of N images."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="Full-size models with random weights (no download needed)."),
-    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also run the plain configuration (fp32, eager, every cube)."),
-    cold_start: bool = typer.Option(True, "--cold-start/--no-cold-start", help="Also time a new process to its first GLB."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, fp16, bf16 or fp32."),
-    texture_size: int = typer.Option(settings.DEFAULT_TEXTURE_SIZE, "--texture-size", help="Baked texture size."),
-    refine_steps: int = typer.Option(settings.DEFAULT_REFINE_STEPS, "--refine-steps", help="Texture refinement steps."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the diffusion UNet (compile time is reported as model load)."),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", file_okay=False, help="Folder made by `imesh download --to`."),
-    offline: bool = typer.Option(False, "--offline", help="Never touch the network."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    model: opt.Model = opt.DEFAULTS.model,
+    steps: opt.Steps = None,
+    scheduler: opt.Scheduler = opt.DEFAULTS.scheduler,
+    repeat: Annotated[int, typer.Option(
+        "--repeat", metavar="N", rich_help_panel=BENCH, help="Measured runs after the warm-up; medians are reported.")] = 3,
+    batch: Annotated[int, typer.Option(
+        "--batch", metavar="N", rich_help_panel=BENCH, help="Also measure images per minute for a batch of N images.")] = 0,
+    random_weights: Annotated[bool, typer.Option(
+        "--random-weights", rich_help_panel=BENCH, help="Full-size models with random weights (no download needed).")] = False,
+    baseline: Annotated[bool, typer.Option(
+        "--baseline/--no-baseline", rich_help_panel=BENCH, help="Also run the plain configuration (fp32, eager, every cube).")] = True,
+    cold_start: Annotated[bool, typer.Option(
+        "--cold-start/--no-cold-start", rich_help_panel=BENCH, help="Also time a new process to its first GLB.")] = True,
+    texture_size: opt.TextureSize = settings.DEFAULT_TEXTURE_SIZE,
+    refine_steps: opt.RefineSteps = settings.DEFAULT_REFINE_STEPS,
+    device: opt.Device = opt.DEFAULTS.device,
+    dtype: opt.Dtype = opt.DEFAULTS.dtype,
+    compile: opt.Compile = False,
+    offline: opt.Offline = False,
+    weights_dir: opt.WeightsDir = None,
+    json_out: opt.ReportJson = False,
+    quiet: opt.ReportQuiet = False,
 ) -> None:
     """Time every stage of photo → textured GLB on this machine (warm, medians) against the plain configuration."""
     if repeat < 1:
@@ -45,7 +58,7 @@ def bench(
         baseline=baseline, cold_start=cold_start, device=device, dtype=dtype, texture_size=texture_size,
         refine_steps=refine_steps, compile=compile, weights_dir=weights_dir, offline=True if offline else None,
     )
-    report = run_bench(opts, log=lambda line: console.print(f"[dim]{line}[/]"))
+    report = run_bench(opts, log=(lambda line: None) if quiet else (lambda line: console.print(line, style="dim", markup=False)))
     if json_out:
         typer.echo(json.dumps(report.to_json(), indent=1))
     else:

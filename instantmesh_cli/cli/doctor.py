@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
+from instantmesh_cli.cli import options as opt
 from instantmesh_cli.cli.app import app
 from instantmesh_cli.cli.common import console
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 
-@app.command()
+@app.command(rich_help_panel=opt.SETUP, epilog=(
+    "Examples:\n"
+    "  imesh doctor\n"
+    "  imesh doctor --weights-dir /mnt/usb/imesh-weights --no-gpu-test\n"
+    "  imesh doctor --json | jq '.checks[] | select(.status != \"ok\")'"
+))
 def doctor(
-    weights_dir: Optional[Path] = typer.Option(
-        None, "--weights-dir", help="Also look for weights in this folder (default: $IMESH_WEIGHTS_DIR).",
-        file_okay=False),
-    no_gpu_test: bool = typer.Option(
-        False, "--no-gpu-test", help="Skip building nvdiffrast and rasterizing a test triangle."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    weights_dir: opt.WeightsDir = None,
+    no_gpu_test: Annotated[bool, typer.Option(
+        "--no-gpu-test", rich_help_panel=opt.PERF, help="Skip building nvdiffrast and rasterizing a test triangle.")] = False,
+    as_json: opt.ReportJson = False,
+    quiet: opt.ReportQuiet = False,
 ) -> None:
     """Check this machine: Python, torch, CUDA, GPU memory, nvdiffrast, weights, rembg model, paths.
 
@@ -30,10 +35,11 @@ def doctor(
     """
     from instantmesh_cli import doctor as checks_mod
 
-    with console.status("checking…", spinner="dots") as status:
+    spinner = contextlib.nullcontext() if quiet else console.status("checking…", spinner="dots")
+    with spinner as status:
         checks = checks_mod.run_checks(
             weights_dir=weights_dir, gpu_test=not no_gpu_test,
-            on_start=None if as_json else (lambda name: status.update(f"checking {name}…")))
+            on_start=None if (as_json or quiet) else (lambda name: status.update(f"checking {name}…")))
     if as_json:
         typer.echo(json.dumps({"checks": [c.to_dict() for c in checks],
                                "ok": checks_mod.exit_code(checks) == 0}, indent=1))

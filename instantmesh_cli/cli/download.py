@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from instantmesh_cli.cli import options as opt
 from instantmesh_cli.cli.app import app
 from instantmesh_cli.cli.common import console
 
@@ -22,20 +23,30 @@ _STATUS_STYLE = {
 }
 
 
-@app.command()
+@app.command(rich_help_panel=opt.SETUP, epilog=(
+    "Examples:\n"
+    "  imesh download\n"
+    "  imesh download --model instant-mesh-base\n"
+    "  imesh download --all --to /mnt/usb/imesh-weights"
+))
 def download(
-    model: Optional[str] = typer.Option(
-        None, "--model", "-m", help="Model variant whose files to fetch (default: instant-mesh-large)."),
-    all_models: bool = typer.Option(False, "--all", help="Fetch the files of every model variant."),
-    to: Optional[Path] = typer.Option(
-        None, "--to", help="Write the files to DIR/<repo>/<file> (for --weights-dir on a machine "
-        "without network) instead of the Hugging Face cache.", file_okay=False),
-    offline: bool = typer.Option(
-        False, "--offline", help="Download nothing: only check the files already here."),
-    weights_dir: Optional[Path] = typer.Option(
-        None, "--weights-dir", help="Also accept files from this folder (default: $IMESH_WEIGHTS_DIR).",
-        file_okay=False),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    model: Annotated[Optional[opt.ModelName], typer.Option(
+        "--model", "-m", metavar="NAME", rich_help_panel=opt.WEIGHTS, show_default=False,
+        help=f"Model whose files to fetch (default: instant-mesh-large): {opt.MODEL_CHOICES}.")] = None,
+    all_models: Annotated[bool, typer.Option(
+        "--all", rich_help_panel=opt.WEIGHTS, help="Fetch the files of every model.")] = False,
+    to: Annotated[Optional[Path], typer.Option(
+        "--to", metavar="DIR", file_okay=False, rich_help_panel=opt.WEIGHTS, show_default=False,
+        help="Write the files to DIR/<repo>/<file> with a manifest (for --weights-dir on a machine without "
+        "network) instead of the Hugging Face cache.")] = None,
+    offline: Annotated[bool, typer.Option(
+        "--offline", rich_help_panel=opt.WEIGHTS, envvar="HF_HUB_OFFLINE", show_envvar=True,
+        help="Download nothing: only check the files already here.")] = False,
+    weights_dir: Annotated[Optional[Path], typer.Option(
+        "--weights-dir", metavar="DIR", file_okay=False, rich_help_panel=opt.WEIGHTS, envvar="IMESH_WEIGHTS_DIR",
+        show_envvar=True, show_default=False, help="Also accept files from this folder.")] = None,
+    as_json: opt.ReportJson = False,
+    quiet: opt.ReportQuiet = False,
 ) -> None:
     """Fetch and verify the weights a model needs (resumable; a second run downloads nothing)."""
     from instantmesh_cli import settings
@@ -47,7 +58,7 @@ def download(
         files = settings.all_files()
     else:
         files = settings.model_files(settings.get_variant(model or settings.DEFAULT_VARIANT).name)
-    rows = _fetch_all(files, to=to, offline=offline or None, weights_dir=weights_dir, quiet=as_json)
+    rows = _fetch_all(files, to=to, offline=offline or None, weights_dir=weights_dir, quiet=as_json or quiet)
     failed = [r for r in rows if _STATUS_STYLE[r["status"]][1]]
     if as_json:
         typer.echo(json.dumps({"files": rows, "ok": not failed}, indent=1))

@@ -46,16 +46,19 @@ def worker_devices(gpus: str | None, workers: int, device: str, *, always: bool 
     return [d for d in base for _ in range(workers)]
 
 
-@app.command(epilog=(
-    "Examples:\n\n"
-    "  imesh generate photo.png -o photo.glb\n\n"
-    "  imesh generate photos/ -o meshes/ --json --skip-existing\n\n"
-    "  find shots -name '*.jpg' | imesh generate --from-list - -o out/"
+@app.command(rich_help_panel=opt.MAKE, epilog=(
+    "Examples:\n"
+    "  imesh generate --example -o duck.glb\n"
+    "  imesh generate photo.png -o photo.obj --texture-size 2048 --uv xatlas\n"
+    "  imesh generate photos/ -o meshes/ --json --skip-existing\n"
+    "  find shots -name '*.jpg' | imesh generate --from-list - -o out/\n"
+    "  imesh generate s3://bucket/photos/ -o s3://bucket/meshes/ --ray auto --json"
 ))
 def generate(
     ctx: typer.Context,
     inputs: opt.Inputs = None,
     output: opt.MeshOutput = ...,
+    example: opt.Example = False,
     fmt: opt.Format = None,
     recursive: opt.Recursive = False,
     from_list: opt.FromList = None,
@@ -85,6 +88,8 @@ def generate(
     min_iou: opt.MinIou = None,
     preview: opt.Preview = False,
     contact_sheet: opt.ContactSheet = False,
+    remesh: opt.Remesh = D.remesh,
+    watertight: opt.Watertight = D.watertight,
     device: opt.Device = D.device,
     dtype: opt.Dtype = D.dtype,
     low_vram: opt.LowVram = D.low_vram,
@@ -92,6 +97,8 @@ def generate(
     gpus: opt.Gpus = None,
     workers: opt.Workers = 1,
     overlap: opt.Overlap = True,
+    ray: opt.Ray = None,
+    ray_actors: opt.RayActors = None,
     server: opt.Server = None,
     no_server: opt.NoServer = False,
     offline: opt.Offline = False,
@@ -105,13 +112,37 @@ def generate(
         model=model, views=views, scale=scale, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
         no_rembg=no_rembg, matting=matting, foreground_ratio=foreground_ratio, texture=texture,
         texture_size=texture_size, refine_texture=refine_texture, refine_steps=refine_steps, target_faces=target_faces,
-        uv=uv, quality=quality, min_psnr=min_psnr, min_iou=min_iou, preview=preview, device=device, dtype=dtype, low_vram=low_vram, compile=compile, offline=offline, weights_dir=weights_dir,
+        uv=uv, quality=quality, min_psnr=min_psnr, min_iou=min_iou, preview=preview, remesh=remesh, watertight=watertight,
+        device=device, dtype=dtype, low_vram=low_vram, compile=compile, offline=offline, weights_dir=weights_dir,
     )
     inputs = list(inputs or [])
     listed = _read_list(from_list, inputs) if from_list is not None else []
-    if not inputs and not listed:
-        raise UsageError("give at least one input image, folder or pattern (or --from-list)")
-    items = expand_inputs(inputs, recursive=recursive, from_list=listed)
+    if not inputs and not listed and not example:
+        raise UsageError("give at least one input image, folder or pattern (or --from-list, or --example)")
+    if ray is not None:
+        if gpus is not None or workers != 1:
+            raise UsageError("--ray places the workers itself; drop --gpus / --workers (see --ray-actors)")
+        if example:
+            raise UsageError("--example is a photo inside this installation, not on the cluster's storage; drop --ray")
+        from instantmesh_cli.cli.batch import run_ray_batch
+
+        code = run_ray_batch(
+            options, inputs + listed, output, fmt, address=ray, actors=ray_actors, recursive=recursive,
+            skip_existing=skip_existing, save_views=save_views, save_cutout=save_cutout, json_lines=json_lines, quiet=quiet,
+            contact_sheet=contact_sheet,
+        )
+        if code:
+            raise typer.Exit(code=code)
+        return
+    if ray_actors is not None:
+        raise UsageError("--ray-actors goes with --ray")
+    items = expand_inputs(inputs, recursive=recursive, from_list=listed) if inputs or listed else []
+    if example:
+        from instantmesh_cli.examples import example_photo
+        from instantmesh_cli.inputs import InputItem
+
+        photo = example_photo()
+        items.append(InputItem(path=photo, name=photo.name, stem=photo.stem))
     outputs, ext = plan_outputs(items, output, fmt, opt.MESH_FORMATS)
     if outputs == [None] and (save_views or save_cutout or preview or contact_sheet):
         raise UsageError("--save-views / --save-cutout / --preview / --contact-sheet need a file or folder output, not -o -")

@@ -13,9 +13,11 @@ from instantmesh_cli.cli.common import png_output
 D = opt.DEFAULTS
 
 
-@app.command(epilog=(
-    "Examples:\n\n  imesh multiview cutout.png -o views.png --save-tiles\n\n"
-    "  imesh multiview photo.jpg -o grids/ --scheduler dpm++2m"
+@app.command(rich_help_panel=opt.MAKE, epilog=(
+    "Examples:\n"
+    "  imesh multiview cutout.png -o views.png --save-tiles\n"
+    "  imesh multiview photo.jpg -o grids/ --scheduler dpm++2m\n"
+    "  imesh multiview photo.jpg -o views.png --seed 7 --steps 50 --guidance 3"
 ))
 def multiview(
     input: Annotated[str, typer.Argument(help="Photo of one object (PNG, JPEG, WebP, ...), or - for stdin.")],

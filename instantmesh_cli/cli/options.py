@@ -22,9 +22,15 @@ IO = "Input and output"
 SAMPLING = "Sampling (multi-view diffusion)"
 MATTING = "Background removal"
 RECON = "Reconstruction"
+SURFACE = "Surface (pip install 'instantmesh-cli\\[meshlab]')"
 TEXTURE = "Texture"
 PERF = "Performance"
 WEIGHTS = "Weights"
+REPORT = "Report"
+
+# Panels of `imesh --help`.
+MAKE = "Make meshes"
+SETUP = "Set up and check"
 
 ModelName = Literal["instant-mesh-large", "instant-mesh-base", "instant-nerf-large", "instant-nerf-base"]
 SchedulerName = Literal["euler-a", "dpm++2m", "unipc"]
@@ -34,7 +40,7 @@ FormatName = Literal["glb", "obj", "ply"]
 
 # --- input and output ---------------------------------------------------------
 Inputs = Annotated[Optional[List[str]], typer.Argument(
-    metavar="INPUTS...", help="Images, folders or glob patterns; '-' alone reads one image's bytes from stdin.", show_default=False)]
+    metavar="INPUTS", help="Images, folders or glob patterns; '-' alone reads one image's bytes from stdin.", show_default=False)]
 MeshOutput = Annotated[str, typer.Option(
     "-o", "--output", metavar="PATH", rich_help_panel=IO,
     help="out.glb|.obj|.ply (one input), DIR/ (any number), or - (binary GLB on stdout).")]
@@ -43,20 +49,27 @@ Format = Annotated[Optional[FormatName], typer.Option(
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", rich_help_panel=IO, help="Look for images in sub-folders too.")]
 FromList = Annotated[Optional[str], typer.Option(
     "--from-list", metavar="FILE", rich_help_panel=IO, help="Read input paths from FILE ('-' = stdin), one per line.")]
+Example = Annotated[bool, typer.Option(
+    "--example", rich_help_panel=IO,
+    help="Use the photo that ships with imesh (a rubber duck with transparency) as an input: no file needed.")]
 SkipExisting = Annotated[bool, typer.Option(
     "--skip-existing", rich_help_panel=IO, help="Skip inputs whose output already exists (resume a batch).")]
 SaveViews = Annotated[bool, typer.Option("--save-views", rich_help_panel=IO, help="Also write the six-view grid as {stem}_views.png.")]
 SaveCutout = Annotated[bool, typer.Option("--save-cutout", rich_help_panel=IO, help="Also write the cut-out as {stem}_cutout.png.")]
 Json = Annotated[bool, typer.Option("--json", rich_help_panel=IO, help="One JSON object per input on stdout, nothing else.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=IO, help="No progress or summary on stderr (errors still shown).")]
+# The same two for commands whose output is one report (download, doctor, bench, selftest).
+ReportJson = Annotated[bool, typer.Option("--json", rich_help_panel=REPORT, help="The report as one JSON object on stdout.")]
+ReportQuiet = Annotated[bool, typer.Option(
+    "--quiet", "-q", rich_help_panel=REPORT, help="No progress on stderr; the report and errors are still printed.")]
 
 # --- sampling -----------------------------------------------------------------
 Seed = Annotated[int, typer.Option(
-    "--seed", rich_help_panel=SAMPLING,
+    "--seed", metavar="N", rich_help_panel=SAMPLING,
     help="Run seed; each image's seed is derived from it and the file name (same in generate and multiview).")]
 Steps = Annotated[Optional[int], typer.Option(
-    "--steps", rich_help_panel=SAMPLING, help="Denoising steps (default: euler-a 75, dpm++2m 25, unipc 20).", show_default=False)]
-Guidance = Annotated[float, typer.Option("--guidance", rich_help_panel=SAMPLING, help="Classifier-free guidance scale.")]
+    "--steps", metavar="N", rich_help_panel=SAMPLING, help="Denoising steps (default: euler-a 75, dpm++2m 25, unipc 20).", show_default=False)]
+Guidance = Annotated[float, typer.Option("--guidance", metavar="X", rich_help_panel=SAMPLING, help="Classifier-free guidance scale.")]
 Scheduler = Annotated[SchedulerName, typer.Option("--scheduler", rich_help_panel=SAMPLING, help="Diffusion sampler.")]
 
 # --- background removal -------------------------------------------------------
@@ -69,11 +82,21 @@ ForegroundRatio = Annotated[float, typer.Option(
     "--foreground-ratio", metavar="F", rich_help_panel=MATTING, help="Object size in the condition image, (0, 1].")]
 
 # --- reconstruction -----------------------------------------------------------
+# The four names do not fit a type column of a 100-column terminal: NAME, and the choices in the help.
+MODEL_CHOICES = "instant-mesh-large, instant-mesh-base (FlexiCubes), instant-nerf-large, instant-nerf-base (marching cubes)"
 Model = Annotated[ModelName, typer.Option(
-    "--model", "-m", rich_help_panel=RECON, help="instant-mesh-* extract with FlexiCubes, instant-nerf-* with marching cubes.")]
-Views = Annotated[int, typer.Option("--views", rich_help_panel=RECON, help="Views fed to the reconstruction model: 6, or 4 (views 0, 2, 4, 5).")]
-Scale = Annotated[float, typer.Option("--scale", rich_help_panel=RECON, help="Camera distance factor; below 1 shrinks objects that come out cropped.")]
+    "--model", "-m", metavar="NAME", rich_help_panel=RECON, help=f"Reconstruction model: {MODEL_CHOICES}.")]
+Views = Annotated[int, typer.Option("--views", metavar="4|6", rich_help_panel=RECON, help="Views fed to the reconstruction model: 6, or 4 (views 0, 2, 4, 5).")]
+Scale = Annotated[float, typer.Option("--scale", metavar="X", rich_help_panel=RECON, help="Camera distance factor; below 1 shrinks objects that come out cropped.")]
 NoCleanup = Annotated[bool, typer.Option("--no-cleanup", rich_help_panel=RECON, help="Keep floating pieces (no mesh clean-up).")]
+
+# --- surface (pymeshlab) -----------------------------------------------------
+Remesh = Annotated[bool, typer.Option(
+    "--remesh", rich_help_panel=SURFACE,
+    help="Isotropic remeshing before the UV atlas: even triangles, about --target-faces of them.")]
+Watertight = Annotated[bool, typer.Option(
+    "--watertight", rich_help_panel=SURFACE,
+    help="Repair into one closed, outward surface for 3D printing (holes capped, non-manifold edges removed).")]
 
 # --- texture ------------------------------------------------------------------
 Texture = Annotated[bool, typer.Option("--texture/--no-texture", rich_help_panel=TEXTURE, help="Bake a UV texture, or keep vertex colours.")]
@@ -115,6 +138,14 @@ Gpus = Annotated[Optional[str], typer.Option(
 Workers = Annotated[int, typer.Option(
     "--workers", metavar="N", rich_help_panel=PERF,
     help="Worker processes per device (with --gpus, or on --device); generate with 1 runs in its own process.")]
+Ray = Annotated[Optional[str], typer.Option(
+    "--ray", metavar="auto|ADDRESS", rich_help_panel=PERF,
+    help="Run the batch on a Ray cluster: auto (RAY_ADDRESS, else the cluster running here, else a new local one) "
+         "or its address (host:6379, ray://host:10001). Inputs and -o may be URIs (s3://, gs://, file://...).",
+    show_default=False)]
+RayActors = Annotated[Optional[int], typer.Option(
+    "--ray-actors", metavar="N", rich_help_panel=PERF,
+    help="Actors with --ray (default: one per GPU of the cluster; one per node without GPUs).", show_default=False)]
 Overlap = Annotated[bool, typer.Option(
     "--overlap/--no-overlap", rich_help_panel=PERF, help="Overlap CPU work of neighbouring images with the GPU.")]
 
@@ -178,6 +209,8 @@ def pipeline_options(
     min_psnr: float | None = DEFAULTS.min_psnr,
     min_iou: float | None = DEFAULTS.min_iou,
     preview: bool = DEFAULTS.preview,
+    remesh: bool = DEFAULTS.remesh,
+    watertight: bool = DEFAULTS.watertight,
     device: str = DEFAULTS.device,
     dtype: str = DEFAULTS.dtype,
     low_vram: bool = DEFAULTS.low_vram,
@@ -191,6 +224,6 @@ def pipeline_options(
         scheduler=scheduler, remove_background=False if no_rembg else None, matting_model=matting,
         foreground_ratio=foreground_ratio, texture=texture, texture_size=texture_size, refine_texture=refine_texture,
         refine_steps=refine_steps, target_faces=target_faces, uv_method=uv, quality=quality, min_psnr=min_psnr,
-        min_iou=min_iou, preview=preview, device=device, dtype=dtype,
+        min_iou=min_iou, preview=preview, remesh=remesh, watertight=watertight, device=device, dtype=dtype,
         low_vram=low_vram, compile=compile, offline=True if offline else None, weights_dir=weights_dir,
     ).check()

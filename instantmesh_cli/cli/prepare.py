@@ -14,7 +14,12 @@ from instantmesh_cli.errors import UsageError
 D = opt.DEFAULTS
 
 
-@app.command(epilog="Examples:\n\n  imesh prepare photo.jpg -o cutout.png\n\n  cat photo.jpg | imesh prepare - -o - > cutout.png")
+@app.command(rich_help_panel=opt.MAKE, epilog=(
+    "Examples:\n"
+    "  imesh prepare photo.jpg -o cutout.png\n"
+    "  imesh prepare photo.jpg -o cutouts/ --matting isnet-general-use --size 1024\n"
+    "  cat photo.jpg | imesh prepare - -o - > cutout.png"
+))
 def prepare(
     input: Annotated[str, typer.Argument(help="Photo to cut out (PNG, JPEG, WebP, BMP, TIFF, GIF), or - for stdin.")],
     output: Annotated[str, typer.Option(

@@ -1,4 +1,11 @@
-"""Progress on stderr: a bar per stage on a terminal, one line per finished input elsewhere; the summary."""
+"""Progress on stderr: live bars on a terminal, one line per finished input elsewhere; the summary.
+
+On a terminal a run shows, as it goes: the batch (images n/N, when there are several),
+one line per worker thread with the stage it is in — reading, removing background,
+loading models, generating views n/steps, reconstructing, refining texture n/steps,
+texturing, writing — and one bar per weights file being downloaded. Stages are
+announced by the chain itself (``job.report``), so every command shows the same.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +18,47 @@ if TYPE_CHECKING:
     from instantmesh_cli.chain.job import Job
 
 STAGE_LABELS = {
+    "weights": "writing tiny weights",
     "read": "reading",
     "prepare": "removing background",
     "load": "loading models",
-    "download": "fetching weights",
     "multiview": "generating views",
     "reconstruct": "reconstructing",
+    "mesh": "repairing mesh",
     "texture": "texturing",
     "refine": "refining texture",
     "export": "writing",
+    "check": "reading the output back",
 }
 
 
+def _count_column():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Count(ProgressColumn):
+        """``12/75`` for steps, ``1.2/3.4 GB`` for downloads, nothing while a stage has no count."""
+
+        def render(self, task) -> Text:
+            if task.total is None:
+                return Text("")
+            if task.fields.get("unit") == "bytes":
+                return Text(f"{_human(task.completed)}/{_human(task.total)}", style="progress.download")
+            return Text(f"{int(task.completed)}/{int(task.total)}", style="progress.download")
+
+    return Count()
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
 class BatchProgress:
-    """One bar for the batch and one for the current stage (diffusion and refinement steps, downloads)."""
+    """Live progress for one command run: the batch, the stage each worker thread is in, downloads."""
 
     def __init__(self, total: int, *, enabled: bool = True):
         self.total = total
@@ -33,15 +67,17 @@ class BatchProgress:
         self._lock = threading.Lock()
         self._bar = None
         self._batch_task = None
-        self._stage_task = None
-        self._stage_name: str | None = None
+        # Stages run in several threads at once in a batch (the next image is read while this
+        # one is on the GPU): one line per thread, so that neither overwrites the other.
+        self._stage_tasks: dict[int, tuple[str, int]] = {}
+        self._downloads: dict[str, int] = {}
 
     def __enter__(self) -> "BatchProgress":
         if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"), BarColumn(), _count_column(), TimeElapsedColumn(),
                 console=console, transient=True,
             )
             self._bar.start()
@@ -58,21 +94,37 @@ class BatchProgress:
             self._bar = None
 
     def stage(self, name: str, done: int, total: int | None) -> None:
-        """Job progress callback: ``done`` of ``total`` units of stage ``name`` (a new name starts a new bar)."""
+        """Job progress callback: ``done`` of ``total`` units of stage ``name`` (a new name starts a new line)."""
+        if self._bar is None:
+            return
+        thread = threading.get_ident()
+        with self._lock:
+            if self._bar is None:
+                return
+            current = self._stage_tasks.get(thread)
+            if current is None or current[0] != name:
+                if current is not None:
+                    self._bar.remove_task(current[1])
+                if name != "load" and self._downloads:
+                    for task in self._downloads.values():  # the models are loaded: their files are here
+                        self._bar.remove_task(task)
+                    self._downloads.clear()
+                current = (name, self._bar.add_task(STAGE_LABELS.get(name, name), total=total))
+                self._stage_tasks[thread] = current
+            self._bar.update(current[1], completed=done, total=total)
+
+    def download(self, file: str, done: int, total: int | None) -> None:
+        """Weights download callback: one bar per file, kept until the models are loaded."""
         if self._bar is None:
             return
         with self._lock:
             if self._bar is None:
                 return
-            if self._stage_name != name:
-                if self._stage_task is not None:
-                    self._bar.remove_task(self._stage_task)
-                self._stage_task = self._bar.add_task(STAGE_LABELS.get(name, name), total=total)
-                self._stage_name = name
-            self._bar.update(self._stage_task, completed=done, total=total)
-
-    def download(self, done: int, total: int | None) -> None:
-        self.stage("download", done, total)
+            task = self._downloads.get(file)
+            if task is None:
+                task = self._bar.add_task(f"fetching {file}", total=total, unit="bytes")
+                self._downloads[file] = task
+            self._bar.update(task, completed=done, total=total)
 
     def job_done(self, job: "Job") -> None:
         if job.status == "failed":
@@ -80,10 +132,12 @@ class BatchProgress:
         elif job.status == "suspect":
             q = job.quality
             warn_line(f"{job.name}: suspect: PSNR {q['psnr']} dB, silhouette IoU {q['iou']} against its views")
-        elif self.verbose and not self.live:
-            # Not a terminal (a log file, CI): one line per finished input, as it finishes.
-            where = ", ".join(str(p) for p in job.files[:1]) or ("stdout" if job.outputs.mesh_to else "")
-            console.print(f"{job.name}: {job.status} {where} ({job.seconds:.1f} s)", markup=False, soft_wrap=True)
+        elif self.verbose and not self.live and self.total > 1:
+            # Not a terminal (a log file, CI): one line per finished input, as it finishes
+            # (a single input gets its line from the summary, with the stage times).
+            where = ", ".join(job.outputs.shown(p) for p in job.files[:1]) or ("stdout" if job.outputs.mesh_to else "")
+            where = f" {where}" if where else ""
+            console.print(f"{job.name}: {job.status}{where} ({job.seconds:.1f} s)", markup=False, soft_wrap=True)
         if self._bar is not None and self._batch_task is not None:
             self._bar.advance(self._batch_task)
 
@@ -95,6 +149,7 @@ class BatchProgress:
         failed = sum(j.status == "failed" for j in jobs)
         skipped = sum(j.status == "skipped" for j in jobs)
         if self.total > 1:
+            from rich.markup import escape
             from rich.table import Table
 
             table = Table(title=None, show_edge=False, pad_edge=False)
@@ -104,8 +159,8 @@ class BatchProgress:
             table.add_column("output / error", overflow="fold")
             style = {"ok": "green", "suspect": "magenta", "failed": "red", "skipped": "yellow", "pending": "dim"}
             for j in jobs:
-                detail = j.error if j.status == "failed" else (str(j.outputs.mesh) if j.outputs.mesh else "stdout")
-                table.add_row(j.name, f"[{style[j.status]}]{j.status}[/]", f"{j.seconds:.1f}", detail)
+                detail = j.error if j.status == "failed" else (j.outputs.shown(j.outputs.mesh) if j.outputs.mesh else "stdout")
+                table.add_row(escape(j.name), f"[{style[j.status]}]{j.status}[/]", f"{j.seconds:.1f}", escape(detail or ""))
             console.print(table)
         elif ok:
             parts = ", ".join(f"{name} {sec:.2f}" for name, sec in jobs[0].timings.items())

@@ -14,13 +14,15 @@ from instantmesh_cli.errors import UsageError
 D = opt.DEFAULTS
 
 
-@app.command(epilog=(
-    "Examples:\n\n  imesh reconstruct views.png -o mesh.glb\n\n"
-    "  imesh reconstruct v0.png v1.png v2.png v3.png v4.png v5.png -o mesh.obj"
+@app.command(rich_help_panel=opt.MAKE, epilog=(
+    "Examples:\n"
+    "  imesh reconstruct views.png -o mesh.glb\n"
+    "  imesh reconstruct v0.png v1.png v2.png v3.png v4.png v5.png -o mesh.obj\n"
+    "  imesh reconstruct views.png -o print.ply --no-texture --watertight"
 ))
 def reconstruct(
     views: Annotated[List[str], typer.Argument(
-        metavar="VIEWS...",
+        metavar="VIEWS",
         help="One 3×2 view grid (640×960, Zero123++ layout), or 6 square view images in camera order "
         "(azimuth 30, 90, 150, 210, 270, 330), or 4 with --views 4 (azimuth 30, 150, 270, 330).")],
     output: opt.MeshOutput,
@@ -41,6 +43,8 @@ def reconstruct(
     min_psnr: opt.MinPsnr = None,
     min_iou: opt.MinIou = None,
     preview: opt.Preview = False,
+    remesh: opt.Remesh = D.remesh,
+    watertight: opt.Watertight = D.watertight,
     device: opt.Device = D.device,
     dtype: opt.Dtype = D.dtype,
     offline: opt.Offline = False,
@@ -55,7 +59,7 @@ def reconstruct(
     options = opt.pipeline_options(
         model=model, views=n_views, scale=scale, no_cleanup=no_cleanup, texture=texture, texture_size=texture_size,
         refine_texture=refine_texture, refine_steps=refine_steps, target_faces=target_faces, uv=uv, quality=quality,
-        min_psnr=min_psnr, min_iou=min_iou, preview=preview, device=device,
+        min_psnr=min_psnr, min_iou=min_iou, preview=preview, remesh=remesh, watertight=watertight, device=device,
         dtype=dtype, offline=offline, weights_dir=weights_dir,
     )
     if len(views) not in (1, 4, 6):

@@ -12,7 +12,7 @@ import numpy as np
 
 
 def generator() -> str:
-    from instantmesh_cli import __version__
+    from instantmesh_cli.version import __version__
 
     return f"imesh {__version__}"
 

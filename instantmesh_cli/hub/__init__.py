@@ -34,7 +34,7 @@ from instantmesh_cli.hub.export import export_to_dir
 from instantmesh_cli.hub.fetch import FetchResult, ensure, fetch
 from instantmesh_cli.hub.folders import multiview_folder
 from instantmesh_cli.hub.locate import locate, present
-from instantmesh_cli.hub.manifest import MANIFEST_NAME
+from instantmesh_cli.hub.manifest import MANIFEST_NAME, declare_revisions, declared_revisions
 from instantmesh_cli.hub.offline import download_command, is_offline
 from instantmesh_cli.hub.paths import cache_dir, hub_timeout, resolve_weights_dir
 from instantmesh_cli.hub.probe import HubStatus, probe_hub
@@ -50,6 +50,8 @@ __all__ = [
     "MissingWeightsError",
     "Progress",
     "cache_dir",
+    "declare_revisions",
+    "declared_revisions",
     "download_command",
     "ensure",
     "export_to_dir",

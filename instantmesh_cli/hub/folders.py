@@ -14,14 +14,14 @@ from instantmesh_cli.hub.paths import cache_dir
 
 def multiview_folder(*, original_unet: bool = False, offline: bool | None = None,
                      weights_dir: str | os.PathLike[str] | None = None,
-                     progress: Progress | None = None) -> Path:
+                     progress: Progress | None = None, revisions: settings.Revisions | None = None) -> Path:
     """A local folder laid out like sudo-ai/zero123plus-v1.2 (model_index.json, vae/, unet/config.json…).
 
     Usable with ``from_pretrained(folder, subfolder=...)``. The sudo-ai UNet weights
     are only included with ``original_unet`` (InstantMesh's white-background UNet,
     ``weights_file(settings.white_unet_file())``, replaces all of them).
     """
-    files = settings.zero123plus_files(original_unet=original_unet)
+    files = settings.zero123plus_files(original_unet=original_unet, revisions=revisions)
     paths = [fetch(f, offline=offline, weights_dir=weights_dir, progress=progress) for f in files]
     roots = {_root_of(path, f.filename) for path, f in zip(paths, files)}
     if len(roots) == 1 and None not in roots:

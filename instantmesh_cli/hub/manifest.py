@@ -1,7 +1,11 @@
 """``imesh-manifest.json`` of a ``--weights-dir`` folder: revision, size and sha256 of each file.
 
 Written by ``imesh download --to DIR`` so that a machine without network can
-verify the folder's files without asking the Hub.
+verify the folder's files without asking the Hub. A folder that holds files of no
+Hub commit (fine-tuned checkpoints, ``imesh selftest --save-weights``) also
+declares which revision it holds of each repo (``"revisions"``); the registry then
+asks for that revision instead of the pinned one, so that no pinned size or hash
+applies to files that are not the released ones.
 """
 
 from __future__ import annotations
@@ -30,6 +34,35 @@ def manifest_entry(weights_dir: Path, hub_file: HubFile) -> dict | None:
     if isinstance(entry, dict) and entry.get("revision") == hub_file.revision:
         return entry
     return None
+
+
+def declared_revisions(weights_dir: Path | None) -> dict[str, str]:
+    """The revision ``weights_dir`` says it holds of each repo (empty: the pinned ones)."""
+    if weights_dir is None:
+        return {}
+    try:
+        data = json.loads((weights_dir / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    revisions = data.get("revisions") if isinstance(data, dict) else None
+    if not isinstance(revisions, dict):
+        return {}
+    return {str(k): str(v) for k, v in revisions.items() if isinstance(v, str) and v}
+
+
+def declare_revisions(target_dir: Path, revisions: dict[str, str]) -> None:
+    """Record in ``target_dir``'s manifest that it holds ``revisions`` (repo id -> revision)."""
+    from instantmesh_cli.fileio import write_bytes_atomic
+
+    manifest = target_dir / MANIFEST_NAME
+    with locked(manifest):
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data.setdefault("revisions", {}).update(revisions)
+        data["format"] = 1
+        write_bytes_atomic(manifest, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 def record(target_dir: Path, hub_file: HubFile, path: Path) -> None:

@@ -73,12 +73,16 @@ def _load_rembg():
     from instantmesh_cli.images import rembg_sessions
 
     try:
-        return rembg_sessions.load()
+        loaded = rembg_sessions.load()
     except ImportError as exc:
         raise ImeshError(
             f"background removal is unavailable: rembg or onnxruntime is not installed: {exc}",
             hint="pip install 'rembg[cpu]', or give an image with transparency and --no-rembg",
         ) from None
+    from instantmesh_cli.quiet import quiet_pooch
+
+    quiet_pooch()  # rembg downloads through pooch, which prints to stderr
+    return loaded
 
 
 def _download_url(session_class) -> str | None:

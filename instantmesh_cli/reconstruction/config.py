@@ -7,8 +7,8 @@ build the same architecture with tiny sizes through :func:`tiny_config`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal, Mapping
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,54 @@ def tiny_config(base: LRMConfig) -> LRMConfig:
         mesh_resolution=32,
         input_size=64,
     )
+
+
+def config_to_dict(cfg: LRMConfig) -> dict[str, Any]:
+    """``cfg`` as plain JSON values (the form :func:`config_from_dict` reads)."""
+    data = asdict(cfg)
+    data["encoder"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data["encoder"].items()}
+    return data
+
+
+def _typed(cls, name: str, value: Any, where: str) -> Any:
+    default = getattr(cls(), name)
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            raise ValueError(f"{where}{name} must be a list of {len(default)} numbers")
+        return tuple(float(v) for v in value)
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return value
+    # JSON has one number type: an int field must get a whole number, a float field any number.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}{name} must be a number, got {value!r}")
+    if isinstance(default, int):
+        if float(value) != int(value):
+            raise ValueError(f"{where}{name} must be a whole number, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def config_from_dict(data: Mapping[str, Any], base: LRMConfig) -> LRMConfig:
+    """``base`` with the fields ``data`` names replaced (``encoder`` likewise, field by field).
+
+    Unknown names are refused rather than ignored: a typo would otherwise load the
+    checkpoint with the wrong architecture and fail later with a shape error.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError("the reconstruction config must be a JSON object")
+    known = {f.name for f in fields(LRMConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    changes = {k: _typed(LRMConfig, k, v, "") for k, v in data.items() if k != "encoder"}
+    if changes.get("kind", base.kind) not in ("mesh", "nerf"):
+        raise ValueError(f"kind must be 'mesh' or 'nerf', got {changes['kind']!r}")
+    encoder = data.get("encoder", {})
+    if not isinstance(encoder, Mapping):
+        raise ValueError("encoder must be a JSON object")
+    known_enc = {f.name for f in fields(EncoderConfig)}
+    unknown = sorted(set(encoder) - known_enc)
+    if unknown:
+        raise ValueError(f"unknown field encoder.{unknown[0]!r} (known: {', '.join(sorted(known_enc))})")
+    enc = replace(base.encoder, **{k: _typed(EncoderConfig, k, v, "encoder.") for k, v in encoder.items()})
+    return replace(base, encoder=enc, **changes)

@@ -18,7 +18,7 @@ Everything here runs in float32 whatever the model's compute dtype.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -27,7 +27,6 @@ from instantmesh_cli.mesh import Mesh
 
 if TYPE_CHECKING:
     from instantmesh_cli.reconstruction.flexicubes import FlexiCubesGrid
-    from instantmesh_cli.reconstruction.model import ReconstructionModel
 
 POINT_CHUNK = 2**18  # grid points per triplane query (~250 MB of features at C = 80)
 CUBE_CHUNK = 2**15  # surface cubes per weight-head call (8 corners each)
@@ -46,13 +45,27 @@ def flexicubes_grid(res: int, scale: float, device: torch.device) -> "FlexiCubes
     return _GRIDS[key]
 
 
-def _features(model: "ReconstructionModel", planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+
+class TriplaneField(Protocol):
+    """What surface extraction needs of a reconstruction model: its config, decoder heads and
+    triplane queries (``ReconstructionModel`` is one; naming the protocol here keeps the model,
+    which calls these functions, the only one of the two that knows the other)."""
+
+    cfg: Any
+    decoder: Any
+
+    def features(self, planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor: ...
+
+    def query_color(self, planes: torch.Tensor, points: torch.Tensor, chunk: int = ...) -> torch.Tensor: ...
+
+
+def _features(model: "TriplaneField", planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """(M, 3) points → (M, 3C) float32 features of sample 0."""
     return model.features(planes, points[None].to(planes.dtype))[0]
 
 
 @torch.no_grad()
-def grid_sdf(model: "ReconstructionModel", planes: torch.Tensor, grid: "FlexiCubesGrid", chunk: int = POINT_CHUNK) -> torch.Tensor:
+def grid_sdf(model: "TriplaneField", planes: torch.Tensor, grid: "FlexiCubesGrid", chunk: int = POINT_CHUNK) -> torch.Tensor:
     """Raw SDF (V,) at the undeformed grid vertices."""
     verts = grid.vertices
     out = torch.empty(verts.shape[0], dtype=torch.float32, device=verts.device)
@@ -80,7 +93,7 @@ def apply_empty_shape_fallback(sdf: torch.Tensor, grid: "FlexiCubesGrid") -> tup
 
 @torch.no_grad()
 def deformed_vertices(
-    model: "ReconstructionModel", planes: torch.Tensor, grid: "FlexiCubesGrid", vertex_ids: torch.Tensor, chunk: int = POINT_CHUNK
+    model: "TriplaneField", planes: torch.Tensor, grid: "FlexiCubesGrid", vertex_ids: torch.Tensor, chunk: int = POINT_CHUNK
 ) -> torch.Tensor:
     """Grid vertices (V, 3) with the predicted deformation applied at ``vertex_ids`` (the only ones FlexiCubes reads)."""
     verts = grid.vertices
@@ -93,7 +106,7 @@ def deformed_vertices(
     return out
 
 
-def cube_weight_fn(model: "ReconstructionModel", planes: torch.Tensor, grid: "FlexiCubesGrid"):
+def cube_weight_fn(model: "TriplaneField", planes: torch.Tensor, grid: "FlexiCubesGrid"):
     """The callback FlexiCubes calls with the surface cubes: raw weights (S, 21) from the 8 corner features."""
 
     @torch.no_grad()
@@ -106,7 +119,7 @@ def cube_weight_fn(model: "ReconstructionModel", planes: torch.Tensor, grid: "Fl
     return weights
 
 
-def vertex_colors(model: "ReconstructionModel", planes: torch.Tensor, vertices: torch.Tensor) -> np.ndarray:
+def vertex_colors(model: "TriplaneField", planes: torch.Tensor, vertices: torch.Tensor) -> np.ndarray:
     """Colours (N, 3) in [0, 1] from the colour head at ``vertices`` (N, 3)."""
     if vertices.shape[0] == 0:
         return np.zeros((0, 3), np.float32)
@@ -116,7 +129,7 @@ def vertex_colors(model: "ReconstructionModel", planes: torch.Tensor, vertices: 
 
 
 @torch.no_grad()
-def all_cube_weights(model: "ReconstructionModel", planes: torch.Tensor, grid: "FlexiCubesGrid", chunk: int = CUBE_CHUNK) -> torch.Tensor:
+def all_cube_weights(model: "TriplaneField", planes: torch.Tensor, grid: "FlexiCubesGrid", chunk: int = CUBE_CHUNK) -> torch.Tensor:
     """Raw weights (res³, 21) of every cube, as the official code computes them (chunked, not all at once)."""
     weight_fn = cube_weight_fn(model, planes, grid)
     out = torch.empty(grid.n_cubes, 21, dtype=torch.float32, device=planes.device)
@@ -127,7 +140,7 @@ def all_cube_weights(model: "ReconstructionModel", planes: torch.Tensor, grid: "
 
 
 @torch.no_grad()
-def flexicubes_mesh(model: "ReconstructionModel", planes: torch.Tensor, *, surface_only: bool = True) -> Mesh:
+def flexicubes_mesh(model: "TriplaneField", planes: torch.Tensor, *, surface_only: bool = True) -> Mesh:
     """FlexiCubes surface of the SDF head (mesh variants), vertex colours from the colour head.
 
     ``surface_only=False`` evaluates the deformation at every vertex and the weight
@@ -158,7 +171,7 @@ def flexicubes_mesh(model: "ReconstructionModel", planes: torch.Tensor, *, surfa
 
 
 @torch.no_grad()
-def density_mesh(model: "ReconstructionModel", planes: torch.Tensor) -> Mesh:
+def density_mesh(model: "TriplaneField", planes: torch.Tensor) -> Mesh:
     """Marching cubes on the density field (NeRF variants), vertex colours from the colour head."""
     from instantmesh_cli.reconstruction import marching
 
