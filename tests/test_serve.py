@@ -1,10 +1,9 @@
 """`imesh serve` for real: a server process with two spawned CPU workers (standing in for two GPUs)
 on a real unix socket and a loopback TCP port, driven over HTTP and through `imesh generate`.
 
-The workers load the tiny weights from the fake hub. The tiny reconstruction config reaches
-every process of the server (spawned workers too) through a ``sitecustomize`` on its
-PYTHONPATH, the way the in-process ``served`` fixture sets it here. Outputs are compared
-byte for byte with in-process runs of the same jobs.
+Every process (the server's workers, `imesh generate` here) reads the same tiny weights
+folder (what `imesh selftest --save-weights` writes) offline, so outputs are compared byte
+for byte with in-process runs of the same jobs.
 
 Cheapest settings for the many-jobs test (steps 1, guidance 1 — no classifier-free guidance
 batch —, vertex colours, no refinement, no quality renders): the diffusion's attention over
@@ -27,55 +26,39 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from instantmesh_cli import settings
 from instantmesh_cli.chain.job import Job, JobInput, JobOutputs, derive_seed
 from instantmesh_cli.chain.models import Models
 from instantmesh_cli.chain.options import PipelineOptions
 from instantmesh_cli.chain.run import run_job
 from instantmesh_cli.chain.stages import PHOTO_TO_MESH
-from instantmesh_cli.reconstruction import config
-from test_generate import assets, photo  # noqa: F401 - fixtures
+from test_generate import photo
 
 TOKEN = "serve-test-token-0123456789"
 CHEAP = {"steps": "1", "guidance": "1", "texture": "false", "refine-texture": "false", "quality": "false",
          "no-rembg": "true"}
-CHEAP_OPTIONS = PipelineOptions(steps=1, guidance=1.0, texture=False, refine_texture=False, quality=False,
-                                remove_background=False, device="cpu")
-SITECUSTOMIZE = """\
-from instantmesh_cli.reconstruction import config
-config.VARIANT_CONFIGS["instant-mesh-large"] = config.tiny_config(config.INSTANT_MESH_LARGE)
-from instantmesh_cli import settings
-settings.FILE_FACTS.clear()
-"""
+WEIGHTS: dict = {}  # the tiny set's folder, once the module fixture has written it
+
+
+def cheap_options(**changes) -> PipelineOptions:
+    return PipelineOptions(steps=1, guidance=1.0, texture=False, refine_texture=False, quality=False,
+                           remove_background=False, device="cpu", weights_dir=WEIGHTS["dir"], offline=True).replace(**changes)
 
 
 @pytest.fixture(scope="module")
-def tiny(assets, fake_hub, tmp_path_factory):  # noqa: F811
-    """The `served` set-up for the whole module: tiny weights at fresh commits, empty caches."""
-    from huggingface_hub import constants
+def tiny(tmp_path_factory):
+    """The tiny weights folder, a runtime folder for the default socket, and the environment of every process."""
+    from instantmesh_cli.random_weights import write_tiny_weights
 
     root = tmp_path_factory.mktemp("serve-env")
+    WEIGHTS["dir"] = write_tiny_weights(root / "weights").resolve()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(config.VARIANT_CONFIGS, "instant-mesh-large", assets["cfg"])
-        mp.setattr(settings, "FILE_FACTS", {})
-        for repo, files in (
-            (settings.ZERO123PLUS_REPO, assets["zero123plus"]),
-            (settings.INSTANTMESH_REPO, assets["instantmesh"]),
-            (settings.DINO_REPO, assets["dino"]),
-        ):
-            mp.setenv(settings.revision_env_var(repo), fake_hub.new_commit(repo, files))
-        mp.setattr(constants, "HF_HUB_CACHE", str(root / "hf-hub"))
-        mp.setenv("HF_HUB_CACHE", str(root / "hf-hub"))
-        mp.setenv("IMESH_CACHE_DIR", str(root / "imesh"))
+        mp.setenv("IMESH_CACHE_DIR", str(root / "cache"))
         run_dir = root / "run"
         run_dir.mkdir(mode=0o700)
         mp.setenv("XDG_RUNTIME_DIR", str(run_dir))
-        site = root / "site"
-        site.mkdir()
-        (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
         repo_root = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), repo_root]), PYTHONUNBUFFERED="1")
-        yield {"root": root, "env": env, "socket": run_dir / "imesh" / "serve.sock"}
+        env = dict(os.environ, PYTHONPATH=repo_root, PYTHONUNBUFFERED="1")
+        yield {"root": root, "env": env, "socket": run_dir / "imesh" / "serve.sock", "weights": WEIGHTS["dir"]}
 
 
 class Server:
@@ -122,7 +105,8 @@ def start_server(env: dict, *args: str, timeout: float = 240) -> Server:
 def server(tiny):
     """Two CPU workers, the default socket (in the test's runtime folder) and a loopback port, a token."""
     srv = start_server(
-        tiny["env"], "--device", "cpu", "--workers", "2", "--socket", str(tiny["socket"]), "--host", "127.0.0.1",
+        tiny["env"], "--device", "cpu", "--workers", "2", "--weights-dir", str(tiny["weights"]), "--offline",
+        "--socket", str(tiny["socket"]), "--host", "127.0.0.1",
         "--port", "0", "--token", TOKEN, "--ttl", "120", "--max-upload", "2",
     )
     yield srv
@@ -151,8 +135,9 @@ def wait_done(client: httpx.Client, job_id: str, timeout: float = 300) -> dict:
     return last
 
 
-def reference(tmp: Path, src: Path, name: str, options: PipelineOptions = CHEAP_OPTIONS, fmt: str = "glb") -> bytes:
+def reference(tmp: Path, src: Path, name: str, options: PipelineOptions | None = None, fmt: str = "glb") -> bytes:
     """The same job run in this process: the bytes the server must give."""
+    options = options or cheap_options()
     out = tmp / "ref" / f"{Path(name).stem}-{src.stem}.{fmt}"
     job = Job(name=name, inputs=[JobInput(name, path=src)], seed=derive_seed(options.seed, name), options=options,
               outputs=JobOutputs(mesh=out, mesh_format=fmt))
@@ -164,7 +149,7 @@ _MODELS: dict = {}
 
 
 def _models(options: PipelineOptions) -> Models:
-    key = tuple(getattr(options, f) for f in ("model", "device", "dtype"))
+    key = tuple(getattr(options, f) for f in ("model", "device", "dtype", "weights_dir"))
     if key not in _MODELS:
         _MODELS[key] = Models(options)
     return _MODELS[key]
@@ -311,7 +296,7 @@ def test_generate_uses_the_running_server_with_the_local_bytes(server, tiny, tmp
     monkeypatch.setenv("IMESH_TOKEN", TOKEN)  # the client reads the token from the environment only
     src = photo(tmp_path / "mug.png", shift=3)
     args = ["--steps", "1", "--device", "cpu", "--no-quality", "--texture-size", "64", "--refine-steps", "1",
-            "--json", "--save-views", "--save-cutout"]
+            "--weights-dir", str(tiny["weights"]), "--offline", "--json", "--save-views", "--save-cutout"]
     # Found by itself on the default socket (the test's XDG_RUNTIME_DIR), as an OBJ with its side files.
     assert run(["generate", str(src), "-o", str(tmp_path / "s" / "mug.obj"), *args]) == 0
     served = json.loads(capsysbinary.readouterr().out)
@@ -327,9 +312,9 @@ def test_generate_uses_the_running_server_with_the_local_bytes(server, tiny, tmp
     assert served["output"] == str(tmp_path / "s" / "mug.obj") and set(served["seconds"]) >= {"multiview", "export"}
     assert not [p for p in (tmp_path / "s").iterdir() if p.name.startswith(".")]  # no temporary file left
     # --server URL over TCP, the GLB to stdout.
-    assert run(["generate", str(src), "-o", "-", "--server", server.tcp, "--quiet", *args[:9]]) == 0
+    assert run(["generate", str(src), "-o", "-", "--server", server.tcp, "--quiet", *args[:12]]) == 0
     glb = capsysbinary.readouterr().out
-    assert run(["generate", str(src), "-o", "-", "--no-server", "--quiet", *args[:9]]) == 0
+    assert run(["generate", str(src), "-o", "-", "--no-server", "--quiet", *args[:12]]) == 0
     assert glb[:4] == b"glTF" and glb == capsysbinary.readouterr().out
     # A broken input fails with the words a local run uses; a missing one too.
     (tmp_path / "bad.png").write_text("nope")
@@ -371,6 +356,8 @@ def test_cancel_and_a_vanished_client_do_not_wedge_the_queue(server, tmp_path):
         assert wait_done(c, later["id"])["state"] == "done"
         metrics = c.get("/v1/metrics").json()
         assert metrics["totals"]["cancelled"] >= 1 and metrics["queue_depth"] == 0 and metrics["running"] == 0
+        for j in jobs[:-1] + [later]:
+            c.delete(f"/v1/jobs/{j['id']}")
 
 
 def test_ctrl_c_in_generate_cancels_its_jobs_on_the_server(server, tiny, tmp_path):
@@ -382,7 +369,7 @@ def test_ctrl_c_in_generate_cancels_its_jobs_on_the_server(server, tiny, tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-m", "instantmesh_cli", "generate", str(folder), "-o", f"{tmp_path}/out/", "--json",
          "--server", f"unix:{server.socket_path}", "--steps", "1", "--guidance", "1", "--no-texture",
-         "--no-refine-texture", "--no-quality", "--device", "cpu"],
+         "--no-refine-texture", "--no-quality", "--device", "cpu", "--weights-dir", str(tiny["weights"]), "--offline"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     first = proc.stdout.readline()
@@ -395,8 +382,11 @@ def test_ctrl_c_in_generate_cancels_its_jobs_on_the_server(server, tiny, tmp_pat
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(Path(r["output"]).name for r in records), err
     with server.client() as c:
         deadline = time.monotonic() + 120
-        while c.get("/v1/jobs").json() or c.get("/v1/metrics").json()["running"]:
-            assert time.monotonic() < deadline, c.get("/v1/jobs").json()
+        def left():
+            return [j for j in c.get("/v1/jobs").json() if j["name"].startswith("i")]
+
+        while left() or c.get("/v1/metrics").json()["running"]:
+            assert time.monotonic() < deadline, left()
             time.sleep(0.2)  # none of its jobs is kept, and none still runs for nobody
         assert c.get("/v1/metrics").json()["totals"]["cancelled"] >= 1
 
@@ -413,8 +403,9 @@ def test_results_expire_after_the_ttl(tmp_path):
             future.set_result(job)
             return future
 
-    table = JobTable(Pool(), CHEAP_OPTIONS, tmp_path, ttl=5)
-    job = table.submit(b"png", "a.png", "a", CHEAP_OPTIONS, "glb")
+    options = PipelineOptions(device="cpu")
+    table = JobTable(Pool(), options, tmp_path, ttl=5)
+    job = table.submit(b"png", "a.png", "a", options, "glb")
     assert job.state == "done" and job.folder.is_dir()
     assert table.expire(now=job.finished + 4) == 0
     assert table.expire(now=job.finished + 6) == 1 and not job.folder.exists()

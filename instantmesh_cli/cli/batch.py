@@ -133,12 +133,12 @@ def run_photo_batch(
     remote=None,
 ) -> int:
     """Run the batch, in this process, over worker processes on ``devices``, or on a server
-    (``remote``, a :class:`~instantmesh_cli.serve.client.RemoteBatch`); the exit code."""
+    (``remote``, a :class:`~instantmesh_cli.serve.client.RemoteBatch`); the exit code.
+    Each JSON object says which ran it: ``"engine": "local"`` or ``"server"``."""
     from instantmesh_cli.chain.models import Models
     from instantmesh_cli.chain.run import BatchRunner
     from instantmesh_cli.chain.stages import PHOTO_TO_MESH
 
-    engine = {"engine": "local" if remote is None else remote.engine}
     sheet = ContactSheet(_sheet_path(outputs)) if contact_sheet else None
     report = BatchReport(len(items), json_lines=json_lines, quiet=quiet, sheet=sheet)
 
@@ -148,7 +148,11 @@ def run_photo_batch(
             options, items, outputs, fmt, skip_existing=skip_existing, save_views=save_views,
             save_cutout=save_cutout, write_stdout=write_stdout, progress=progress.stage,
         )
-        done = lambda job: report.done(job, engine)  # noqa: E731
+        engine = {"engine": "local" if remote is None else remote.engine}
+
+        def done(job: "Job") -> None:
+            report.done(job, engine)
+
         if remote is not None:
             remote.run(jobs, done)
         elif devices:
@@ -211,8 +215,7 @@ def run_ray_batch(
         stack.enter_context(contextlib.redirect_stdout(chatter))
         return report.run(lambda report: driver.run_rows(
             options, sources, targets, ext, address=address, actors=actors, skip_existing=skip_existing,
-            save_views=save_views, save_cutout=save_cutout,
-            on_done=lambda job, extra=None: report.done(job, {"engine": "ray", **(extra or {})}),
+            save_views=save_views, save_cutout=save_cutout, on_done=report.done,
             on_start=lambda: report.progress.stage("load", 0, None), verbose=state.debug,
         ))
 

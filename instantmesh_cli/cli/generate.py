@@ -97,10 +97,10 @@ def generate(
     gpus: opt.Gpus = None,
     workers: opt.Workers = 1,
     overlap: opt.Overlap = True,
-    server: opt.Server = None,
-    no_server: opt.NoServer = False,
     ray: opt.Ray = None,
     ray_actors: opt.RayActors = None,
+    server: opt.Server = None,
+    no_server: opt.NoServer = False,
     offline: opt.Offline = False,
     weights_dir: opt.WeightsDir = None,
 ) -> None:
@@ -122,8 +122,6 @@ def generate(
     if ray is not None:
         if gpus is not None or workers != 1:
             raise UsageError("--ray places the workers itself; drop --gpus / --workers (see --ray-actors)")
-        if server:
-            raise UsageError("--ray runs on the cluster, --server on an imesh serve: choose one")
         if example:
             raise UsageError("--example is a photo inside this installation, not on the cluster's storage; drop --ray")
         from instantmesh_cli.cli.batch import run_ray_batch

@@ -31,7 +31,8 @@ class PreviewMesh:
     """A triangle mesh in the glTF frame, ready to render.
 
     - ``positions`` float32 (N, 3); ``faces`` int64 (F, 3); ``normals`` float32 (F, 3, 3),
-      one per face corner (:func:`crease_normals`).
+      one per face corner (:func:`crease_normals`), or None until :meth:`corner_normals` first
+      needs them (shading does; the unlit quality renders never pay for them).
     - ``vertex_colors`` float32 (N, 3) and ``face_colors`` float32 (F, 3): linear
       multipliers (ones where the file has none).
     - ``uv`` float32 (N, 2), origin bottom-left, or None; ``textures`` sRGB uint8 (H, W, 3)
@@ -42,7 +43,7 @@ class PreviewMesh:
 
     positions: np.ndarray
     faces: np.ndarray
-    normals: np.ndarray
+    normals: np.ndarray | None
     vertex_colors: np.ndarray
     face_colors: np.ndarray
     uv: np.ndarray | None
@@ -50,6 +51,11 @@ class PreviewMesh:
     face_texture: np.ndarray
     center: np.ndarray
     scale: float
+
+    def corner_normals(self) -> np.ndarray:
+        if self.normals is None:
+            self.normals = crease_normals(self.positions, self.faces)
+        return self.normals
 
     @property
     def num_faces(self) -> int:
@@ -200,7 +206,7 @@ def _combine(parts: list[_Part]) -> PreviewMesh:
     return PreviewMesh(
         positions=positions,
         faces=faces,
-        normals=crease_normals(positions, faces),
+        normals=None,
         vertex_colors=np.concatenate([p.vertex_colors for p in parts]).astype(np.float32),
         face_colors=np.concatenate([p.face_colors for p in parts]).astype(np.float32),
         uv=uv,

@@ -116,10 +116,10 @@ def _linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
 class _DeviceMesh:
     """The mesh's arrays on the rasterizer's device, uploaded once for every chunk of frames."""
 
-    def __init__(self, mesh: PreviewMesh, device: torch.device):
+    def __init__(self, mesh: PreviewMesh, device: torch.device, *, shaded: bool):
         self.positions = torch.from_numpy(mesh.positions).to(device)
         self.faces = torch.from_numpy(mesh.faces).to(device)
-        self.normals = torch.from_numpy(mesh.normals).to(device)
+        self.normals = torch.from_numpy(mesh.corner_normals()).to(device) if shaded else None
         self.vertex_colors = torch.from_numpy(mesh.vertex_colors).to(device)
         self.uv = None if mesh.uv is None else torch.from_numpy(mesh.uv).to(device)
         self.face_colors = torch.from_numpy(mesh.face_colors).to(device)
@@ -152,7 +152,7 @@ def render_frames(
     dev = rasterizer.device
     ss = max(1, min(int(supersample), MAX_RASTER_SIDE // max(h, w)))
     bg = torch.as_tensor(background, dtype=torch.float32, device=dev).reshape(-1)[:3].expand(3)
-    dm = _DeviceMesh(mesh, dev)
+    dm = _DeviceMesh(mesh, dev, shaded=shaded)
     mvp = torch.as_tensor(mvp, dtype=torch.float32).reshape(-1, 4, 4)
     eyes = camera_centers(mvp)
     budget = PIXEL_BUDGET["cuda" if dev.type == "cuda" else "cpu"]
@@ -189,8 +189,6 @@ def _render_chunk(dm: _DeviceMesh, rasterizer, mvp, eyes, res, ss, shaded, bg):
         return w0 * a[tri[:, 0]] + w1 * a[tri[:, 1]] + w2 * a[tri[:, 2]]
 
     point, vcolor = interp(dm.positions), interp(dm.vertex_colors)
-    corner_n = dm.normals[fid]
-    normal = w0 * corner_n[:, 0] + w1 * corner_n[:, 1] + w2 * corner_n[:, 2]
     albedo = vcolor * dm.face_colors[fid]
     if dm.textures:
         uv = interp(dm.uv)
@@ -201,6 +199,8 @@ def _render_chunk(dm: _DeviceMesh, rasterizer, mvp, eyes, res, ss, shaded, bg):
                 texel = sample_texture(tex.float() / 255.0, uv[sel])
                 albedo[sel] = albedo[sel] * _srgb_to_linear(texel)
     if shaded:
+        corner_n = dm.normals[fid]
+        normal = w0 * corner_n[:, 0] + w1 * corner_n[:, 1] + w2 * corner_n[:, 2]
         to_eye = F.normalize(eyes[vi] - point, dim=1)
         n = F.normalize(normal, dim=1)
         facing = (n * to_eye).sum(dim=1).abs()  # two-sided: foreign meshes with flipped faces still read

@@ -181,6 +181,8 @@ class JobTable:
         from instantmesh_cli.chain.job import Job, JobInput, JobOutputs, derive_seed
         from instantmesh_cli.errors import ImeshError
 
+        # Lock order: the pool's lock, then this table's (the pool calls back into the table
+        # holding its own). So the pool is never called with this table's lock held.
         with self._lock:
             waiting = sum(j.state == "queued" for j in self._jobs.values())
             if waiting >= MAX_WAITING:
@@ -190,19 +192,23 @@ class JobTable:
             folder.mkdir(mode=0o700)
             job = ServerJob(job_id, name, stem, fmt, folder, folder / f"{stem}.{fmt}", folder / f"{stem}_views.png",
                             folder / f"{stem}_cutout.png", folder / f"{stem}_preview.png")  # the preview stage's name
-            work = Job(name=name, inputs=[JobInput(label=name, data=data)], seed=derive_seed(options.seed, name),
-                       options=options, outputs=JobOutputs(mesh=job.mesh_path, mesh_format=fmt, views=job.views_path,
-                                                           cutout=job.cutout_path),
-                       progress=lambda stage, done, total: self._progress(job, stage, done, total))
-            try:
-                job.future = self.pool.submit(work)
-            except ImeshError as exc:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise JobError(str(exc), 503) from None
             self._jobs[job_id] = job
-            self._outstanding.add(job.future)
+        work = Job(name=name, inputs=[JobInput(label=name, data=data)], seed=derive_seed(options.seed, name),
+                   options=options, outputs=JobOutputs(mesh=job.mesh_path, mesh_format=fmt, views=job.views_path,
+                                                       cutout=job.cutout_path),
+                   progress=lambda stage, done, total: self._progress(job, stage, done, total))
+        try:
+            future = self.pool.submit(work)
+        except ImeshError as exc:
+            with self._lock:
+                self._jobs.pop(job_id, None)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise JobError(str(exc), 503) from None
+        with self._lock:
+            job.future = future
+            self._outstanding.add(future)
             self.counts["submitted"] += 1
-        job.future.add_done_callback(lambda future: self._finished(job, future))
+        future.add_done_callback(lambda done: self._finished(job, done))
         return job
 
     def _progress(self, job: ServerJob, stage: str, done: int, total: int | None) -> None:
@@ -253,19 +259,22 @@ class JobTable:
         job = self.get(job_id)
         with self._lock:
             self._jobs.pop(job.id, None)
-            if job.state in FINISHED:
+            finished = job.state in FINISHED
+            if finished:
                 shutil.rmtree(job.folder, ignore_errors=True)
                 return job.state, None
-            # Queued: dropped before any worker sees it. Running: it finishes in its worker (a
-            # worker cannot be stopped mid-job without losing its models); its files are removed then.
-            dropped = self.pool.cancel(job.future)
+        # Queued: dropped before any worker sees it. Running: it finishes in its worker (a
+        # worker cannot be stopped mid-job without losing its models); its files are removed then.
+        dropped = job.future is not None and self.pool.cancel(job.future)  # not under this table's lock
+        with self._lock:
             if dropped:
                 self._outstanding.discard(job.future)
                 shutil.rmtree(job.folder, ignore_errors=True)
-            job.state, job.finished = "cancelled", time.monotonic()
-            self.counts["cancelled"] += 1
+            if job.state not in FINISHED:
+                job.state, job.finished = "cancelled", time.monotonic()
+                self.counts["cancelled"] += 1
             self._changed(job)
-            return "cancelled", None if dropped else "it was running: it finishes on its worker and its files are removed then"
+        return "cancelled", None if dropped else "it was running: it finishes on its worker and its files are removed then"
 
     def expire(self, now: float | None = None) -> int:
         """Forget finished jobs older than the TTL and remove their files; how many went."""
