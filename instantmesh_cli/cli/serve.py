@@ -16,6 +16,7 @@ D = opt.DEFAULTS
     "  imesh serve --gpus all\n\n"
     "  curl --unix-socket $XDG_RUNTIME_DIR/imesh/serve.sock -F image=@photo.png http://imesh/v1/jobs\n\n"
     "  IMESH_TOKEN=... imesh serve --host 0.0.0.0 --port 8411\n\n"
+    "Web page: http://HOST:PORT/ (with --host; /?token=... once when it has a token). "
     "API reference: http://HOST:PORT/docs (or /openapi.json) once it runs."
 ))
 def serve(
@@ -52,9 +53,15 @@ def serve(
         if not quiet:
             console.print(f"imesh serve: {line}", markup=False, soft_wrap=True)
 
+    def ready(addresses) -> None:
+        print_addresses(addresses)
+        say("listening on " + ", ".join(a.url for a in addresses))
+        for address in addresses:
+            if address.port is not None:
+                # The token is not printed: logs keep lines like this one.
+                say(f"web page: {address.url}/" + (" (open /?token=YOUR_TOKEN once, or type it in)" if token else ""))
+
     code = run_server(options, devices, listen, token=token, ttl=ttl, max_upload=int(max_upload * 2**20),
-                      ready=lambda addresses: (print_addresses(addresses),
-                                               say("listening on " + ", ".join(a.url for a in addresses))),
-                      say=say)
+                      ready=ready, say=say)
     if code:
         raise typer.Exit(code=code)

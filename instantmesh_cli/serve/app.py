@@ -94,7 +94,8 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
             "by the same names and defaults as form fields or query parameters (`steps=30`, `texture-size=512`, "
             "`format=obj`, `no-rembg=true`). Follow it with `GET /v1/jobs/{id}` or the NDJSON stream "
             "`GET /v1/jobs/{id}/events`, fetch its files, and `DELETE` it. Results are kept for the server's "
-            "TTL. Send `Authorization: Bearer TOKEN` when the server has a token. Errors are `{\"error\": \"one line\"}`."
+            "TTL. Send `Authorization: Bearer TOKEN` when the server has a token. Errors are `{\"error\": \"one line\"}`. "
+            "The web page at `/` is a client of this API."
         ),
         lifespan=lifespan,
     )
