@@ -1,6 +1,6 @@
 """The web page of ``imesh serve`` in a real browser: Debian's headless Chromium, driven by Selenium.
 
-A real server process (one CPU worker) loads the tiny weights ``imesh selftest --save-weights``
+A real server process (one CPU worker) loads the tiny weights folder ``imesh selftest --save-weights``
 writes (``--weights-dir DIR --offline``) and listens on a loopback port with a token. The
 browser opens ``/?token=...``, uploads the bundled photo (two at once), follows the jobs'
 progress, waits for the 3D view to load the exported mesh, downloads the GLB (its bytes must
@@ -94,11 +94,10 @@ def test_no_token_means_loopback_host_names_only(tmp_path):
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    from instantmesh_cli.cli import run
+    """The folder `imesh selftest --save-weights` writes (its own function, without the selftest's run)."""
+    from instantmesh_cli.random_weights import write_tiny_weights
 
-    folder = tmp_path_factory.mktemp("web-weights") / "weights"
-    assert run(["selftest", "--device", "cpu", "--quiet", "--save-weights", str(folder)]) == 0
-    return folder
+    return write_tiny_weights(tmp_path_factory.mktemp("web-weights") / "weights").resolve()
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +117,10 @@ def server(weights, tmp_path_factory):
         proc.kill()
         raise AssertionError(f"server did not start: {line} {proc.stderr.read()}")
     yield {"url": line, "proc": proc}
+    # Finished jobs nobody deleted keep a draining server waiting for their clients (FETCH_GRACE).
+    with httpx.Client(base_url=line, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30, trust_env=False) as c:
+        for job in c.get("/v1/jobs").json() if proc.poll() is None else []:
+            c.delete(f"/v1/jobs/{job['id']}")
     proc.terminate()
     try:
         proc.wait(30)
@@ -306,6 +309,18 @@ def test_upload_follow_view_download_and_a_bad_file_in_a_real_browser(server, ap
     # The failed upload's 422 is the only console error; nothing was asked of any other host.
     assert severe(d, allowed=["/v1/jobs - Failed to load resource: the server responded with a status of 422"]) == []
     assert foreign_requests(d, origin) == []
+
+    # A job another client sends joins the gallery; below its min-psnr it is flagged suspect.
+    sent = api.post("/v1/jobs", files={"image": ("api-duck.png", example_photo().read_bytes(), "image/png")},
+                    data={"steps": "1", "texture-size": "64", "refine-steps": "1", "min-psnr": "99"})
+    assert sent.status_code == 202, sent.text
+    card = f"#gallery .card[data-id='{sent.json()['id']}'] .card-open"
+    wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, card), 30, "the other client's job in the gallery")[0].click()
+    wait(d, lambda d: viewer(d).get("job") == sent.json()["id"] and viewer(d).get("state") == "loaded", 120,
+         "the other client's mesh")
+    assert api.get(f"/v1/jobs/{sent.json()['id']}").json()["result"]["status"] == "suspect"
+    assert d.find_element(By.ID, "d-badge").text == "suspect" and d.find_element(By.ID, "d-suspect").is_displayed()
+    assert "suspect" in d.find_element(By.CSS_SELECTOR, f"#gallery .card[data-id='{sent.json()['id']}'] .badge").text
 
     # Phone width: a real mobile viewport (touch, device pixels), the page loaded afresh at that size
     # (the token stays in the tab) and the first job opened from the gallery.

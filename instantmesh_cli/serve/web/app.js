@@ -216,7 +216,7 @@ function summarizeOptions() {
   const o = readOptions();
   const steps = o.steps || $('opt-steps').placeholder;
   const refine = o['refine-texture'] ? `refine ${o['refine-steps'] ?? ''}`.trim() : 'no refine';
-  $('options-summary').textContent = [`${steps} steps`, `${o['texture-size']} px`, refine,
+  $('options-summary').textContent = [`${steps} step${String(steps) === '1' ? '' : 's'}`, `${o['texture-size']} px`, refine,
     String(o.format || 'glb').toUpperCase(), `seed ${o.seed}`].join(' · ');
 }
 
@@ -243,6 +243,8 @@ async function submitFiles(files) {
       const status = await api('/v1/jobs', { method: 'POST', body: form });
       const job = upsert(status);
       job.mine = true;
+      job.photo = URL.createObjectURL(file); // the card shows the photo until the cut-out is there
+      renderCard(job);
       first = first || job;
       renderGallery();
     } catch (error) {
@@ -288,6 +290,7 @@ class Job {
   }
 
   forget() {
+    if (this.photo) URL.revokeObjectURL(this.photo);
     for (const url of this.urls.values()) URL.revokeObjectURL(url);
     this.urls.clear();
     this.blobs.clear();
@@ -393,8 +396,12 @@ function renderCard(job) {
   card.querySelector('.bar > span').style.width = `${Math.round(fraction(s) * 100)}%`;
   const cutout = job.file('cutout');
   const img = card.querySelector('img');
-  if (cutout && !img.src) {
+  if (cutout && img.dataset.shows !== 'cutout') {
+    img.dataset.shows = 'cutout';
     job.url(cutout.name).then((url) => { img.src = url; }).catch(() => {});
+  } else if (!cutout && job.photo && !img.dataset.shows) {
+    img.dataset.shows = 'photo';
+    img.src = job.photo;
   }
 }
 
@@ -446,11 +453,19 @@ function stageLabel(s) {
   return s.total ? `${stepLabel(s.stage)} ${s.step}/${s.total}` : stepLabel(s.stage);
 }
 
+// What each server stage does, in words; multiview and refine also count their steps.
+const DOING = {
+  read: 'Reading the photo', prepare: 'Cutting out the object', load: 'Loading the models',
+  multiview: 'Generating the six views', reconstruct: 'Reconstructing the shape', mesh: 'Extracting the mesh',
+  texture: 'Baking the texture', refine: 'Refining the texture', quality: 'Checking the mesh against the views',
+  export: 'Writing the files', preview: 'Rendering the preview sheet',
+};
+
 function progressText(s) {
   if (s.state === 'queued') return s.position ? `Waiting: ${s.position} job${s.position === 1 ? '' : 's'} ahead` : 'Waiting for a worker';
   if (s.state === 'running') {
-    const detail = s.stage === 'multiview' ? 'denoising step' : s.stage === 'refine' ? 'refinement step' : '';
-    return s.total ? `${stepLabel(s.stage)}: ${detail} ${s.step} of ${s.total}` : `${stepLabel(s.stage)} (${s.stage})`;
+    const doing = DOING[s.stage] || (s.stage ? `Stage ${s.stage}` : 'Starting');
+    return s.total ? `${doing}: step ${s.step} of ${s.total}` : `${doing}…`;
   }
   if (s.state === 'done' && s.result) return `Done in ${s.result.total_seconds.toFixed(1)} s`;
   if (s.state === 'cancelled') return 'Cancelled';
@@ -512,6 +527,7 @@ function renderDetail(job, changed) {
     ? 'Suspect: the mesh matches its six views less well than the job asked (min-psnr / min-iou). Look before you use it.'
     : '';
 
+  $('d-delete').textContent = job.finished ? 'Delete this job' : 'Cancel this job';
   renderNumbers(s);
   // Files, pictures and the mesh change only with the state: a progress tick leaves them alone.
   if (!changed && detail.dataset.rendered === `${job.id}:${s.state}`) return;
@@ -679,7 +695,9 @@ function duration(seconds) {
 function wireDrop() {
   const drop = $('drop');
   const pick = $('pick');
-  drop.addEventListener('click', () => pick.click());
+  drop.addEventListener('click', (e) => {
+    if (e.target !== pick) pick.click(); // the input's own click bubbles up here
+  });
   drop.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' || e.key === ' ') {
       e.preventDefault();
@@ -733,6 +751,7 @@ takeTokenFromAddress();
 wireDrop();
 if (window.matchMedia('(max-width: 760px)').matches) $('options-details').open = false;
 $('options').addEventListener('change', saveOptions);
+$('options').addEventListener('input', saveOptions);
 $('opt-reset').addEventListener('click', () => {
   localStorage.removeItem(OPTIONS_KEY);
   setOptions({});
