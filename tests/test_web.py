@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -37,10 +38,13 @@ TOKEN = "web-page-test-token-0123456789"
 FAST = {"opt-steps": "1", "opt-texture-size": "64", "opt-refine-steps": "1"}
 WEB = Path(__file__).resolve().parents[1] / "instantmesh_cli" / "serve" / "web"
 
-browser_needed = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="no chromium/chromedriver on PATH (apt-get install chromium chromium-driver; .ci/run does it where apt works)",
-)
+if CHROMIUM is None or CHROMEDRIVER is None:
+    _NO_BROWSER = "no chromium/chromedriver on PATH (apt-get install chromium chromium-driver; .ci/run does it where apt works)"
+elif importlib.util.find_spec("selenium") is None:
+    _NO_BROWSER = "selenium is not installed (pip install -e '.[test]')"
+else:
+    _NO_BROWSER = None
+browser_needed = pytest.mark.skipif(_NO_BROWSER is not None, reason=_NO_BROWSER or "")
 
 
 # --------------------------------------------------------------------------- no browser needed
