@@ -26,7 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from instantmesh_cli import __version__
-from instantmesh_cli.serve.fields import FieldError, fields, job_options
+from instantmesh_cli.serve.fields import FieldError, effective_dtype, fields, job_options
 from instantmesh_cli.serve.jobs import FINISHED, MEDIA_TYPES, JobError, check_stem, clean_name, default_stem
 
 if TYPE_CHECKING:
@@ -140,11 +140,7 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
         stats = table.pool.stats()
         ready = sum(w["ready"] and w["alive"] for w in stats["workers"])
         status = "draining" if service.draining else ("ok" if ready else "no worker ready")
-        import torch
-
-        from instantmesh_cli.device import resolve_dtype
-
-        dtype = str(resolve_dtype(service.options.dtype, torch.device(service.device_type))).replace("torch.", "")
+        dtype = effective_dtype(service.options.dtype, service.device_type)
         body = {
             "status": status, "version": __version__, "model": service.options.model, "dtype": dtype,
             "device": service.device_type, "devices": service.devices,
