@@ -353,6 +353,12 @@ def test_cancel_and_a_vanished_client_do_not_wedge_the_queue(server, tmp_path):
     assert raw.recv(100).startswith(b"HTTP/1.1 200")
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # reset, not a close
     raw.close()
+    # And one that goes away halfway through an upload.
+    half = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    half.connect(str(server.socket_path))
+    half.sendall(f"POST /v1/jobs HTTP/1.1\r\nHost: imesh\r\nAuthorization: Bearer {TOKEN}\r\n"
+                 "Content-Type: image/png\r\nContent-Length: 100000\r\n\r\n".encode() + src.read_bytes()[:500])
+    half.close()
     with server.client() as c:
         assert [wait_done(c, j["id"])["state"] for j in jobs[:-1]] == ["done"] * 4
         later = submit(c, src, name="after.png")
@@ -392,6 +398,26 @@ def test_ctrl_c_in_generate_cancels_its_jobs_on_the_server(server, tiny, tmp_pat
             assert time.monotonic() < deadline, left()
             time.sleep(0.2)  # none of its jobs is kept, and none still runs for nobody
         assert c.get("/v1/metrics").json()["totals"]["cancelled"] >= 1
+
+
+def test_default_socket_folder_is_private(tmp_path, monkeypatch):
+    import tempfile
+
+    from instantmesh_cli.errors import ImeshError
+    from instantmesh_cli.serve.address import default_socket, parse_server
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    path = default_socket(create=True)
+    assert path == tmp_path / f"imesh-{os.getuid()}" / "serve.sock"
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    path.parent.chmod(0o755)  # someone opened it up: refused, with the fix in the message
+    with pytest.raises(ImeshError, match="chmod 700"):
+        default_socket(create=True)
+    assert parse_server("unix:/run/x.sock").path == Path("/run/x.sock")
+    assert parse_server("http://[::1]:8411").url == "http://[::1]:8411"
+    with pytest.raises(Exception, match="TLS"):
+        parse_server("https://gpu-box:8411")
 
 
 def test_results_expire_after_the_ttl(tmp_path):
