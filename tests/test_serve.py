@@ -172,7 +172,7 @@ def test_socket_is_private_and_the_server_answers(server, tiny):
     with server.client() as c:
         health = c.get("/v1/health").json()
     assert health["status"] == "ok" and health["workers"] == {"ready": 2, "total": 2}
-    assert health["device"] == "cpu" and health["model"] == "instant-mesh-large"
+    assert health["device"] == "cpu" and health["model"] == "instant-mesh-large" and health["dtype"] == "fp32"
     with server.client(token=None) as c:
         assert "token" in one_line_error(c.get("/v1/health"), 401)
     with server.client(token="wrong-token-wrong-token", tcp=True) as c:
@@ -198,6 +198,7 @@ def test_bad_requests_get_one_line_4xx_and_the_server_keeps_serving(server, tmp_
         assert "expected" in one_line_error(c.post("/v1/jobs?scheduler=fast", content=src.read_bytes()), 422)
         assert "instant-mesh-base" in one_line_error(
             c.post("/v1/jobs?model=instant-mesh-base", content=src.read_bytes()), 409)
+        assert "fp16" in one_line_error(c.post("/v1/jobs?dtype=fp16", content=src.read_bytes()), 409)
         assert "imesh serve --weights-dir" in one_line_error(
             c.post("/v1/jobs?weights-dir=/etc", content=src.read_bytes()), 422)
         assert "plain file name" in one_line_error(c.post("/v1/jobs?stem=../x", content=src.read_bytes()), 422)
@@ -224,6 +225,7 @@ def test_bad_requests_get_one_line_4xx_and_the_server_keeps_serving(server, tmp_
     assert glb.content == reference(tmp_path, src, "ok.png")
 
 
+@pytest.mark.slow
 def test_four_clients_25_jobs_each_give_the_in_process_bytes(server, tmp_path):
     # Ten distinct jobs (photo and name: the name decides the seed), each sent ten times in all.
     sources = [(photo(tmp_path / f"src{i}.png", shift=i), f"shot{i}.png") for i in range(10)]
@@ -265,7 +267,8 @@ def test_four_clients_25_jobs_each_give_the_in_process_bytes(server, tmp_path):
     assert metrics["totals"]["done"] >= 100 and metrics["queue_depth"] == 0
     assert metrics["stage_seconds"]["multiview"]["count"] >= 100 and metrics["stage_seconds"]["multiview"]["mean"] > 0
     assert all(w["memory"] is None for w in metrics["workers"])  # CPU workers: no GPU numbers, none made up
-    print(f"\n100 jobs through the server: {served_seconds:.1f} s")
+    print(f"\n100 jobs through the server: {served_seconds:.1f} s; stage means: "
+          + ", ".join(f"{k} {v['mean']:.2f}" for k, v in metrics["stage_seconds"].items()))
 
 
 def test_a_worker_killed_mid_job_is_replaced_and_nothing_is_lost(server, tmp_path):
@@ -350,6 +353,12 @@ def test_cancel_and_a_vanished_client_do_not_wedge_the_queue(server, tmp_path):
     assert raw.recv(100).startswith(b"HTTP/1.1 200")
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # reset, not a close
     raw.close()
+    # And one that goes away halfway through an upload.
+    half = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    half.connect(str(server.socket_path))
+    half.sendall(f"POST /v1/jobs HTTP/1.1\r\nHost: imesh\r\nAuthorization: Bearer {TOKEN}\r\n"
+                 "Content-Type: image/png\r\nContent-Length: 100000\r\n\r\n".encode() + src.read_bytes()[:500])
+    half.close()
     with server.client() as c:
         assert [wait_done(c, j["id"])["state"] for j in jobs[:-1]] == ["done"] * 4
         later = submit(c, src, name="after.png")
@@ -389,6 +398,26 @@ def test_ctrl_c_in_generate_cancels_its_jobs_on_the_server(server, tiny, tmp_pat
             assert time.monotonic() < deadline, left()
             time.sleep(0.2)  # none of its jobs is kept, and none still runs for nobody
         assert c.get("/v1/metrics").json()["totals"]["cancelled"] >= 1
+
+
+def test_default_socket_folder_is_private(tmp_path, monkeypatch):
+    import tempfile
+
+    from instantmesh_cli.errors import ImeshError
+    from instantmesh_cli.serve.address import default_socket, parse_server
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    path = default_socket(create=True)
+    assert path == tmp_path / f"imesh-{os.getuid()}" / "serve.sock"
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    path.parent.chmod(0o755)  # someone opened it up: refused, with the fix in the message
+    with pytest.raises(ImeshError, match="chmod 700"):
+        default_socket(create=True)
+    assert parse_server("unix:/run/x.sock").path == Path("/run/x.sock")
+    assert parse_server("http://[::1]:8411").url == "http://[::1]:8411"
+    with pytest.raises(Exception, match="TLS"):
+        parse_server("https://gpu-box:8411")
 
 
 def test_results_expire_after_the_ttl(tmp_path):

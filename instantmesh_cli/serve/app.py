@@ -15,7 +15,7 @@ import io
 import json
 import logging
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -23,10 +23,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from instantmesh_cli import __version__
-from instantmesh_cli.serve.fields import FieldError, fields, job_options
+from instantmesh_cli.images.loading import pixel_limit
+from instantmesh_cli.serve.fields import FieldError, effective_dtype, fields, job_options
 from instantmesh_cli.serve.jobs import FINISHED, MEDIA_TYPES, JobError, check_stem, clean_name, default_stem
 
 if TYPE_CHECKING:
@@ -50,7 +52,6 @@ class Service:
     token: str | None = None
     max_upload: int = DEFAULT_MAX_UPLOAD
     draining: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -141,18 +142,14 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
         stats = table.pool.stats()
         ready = sum(w["ready"] and w["alive"] for w in stats["workers"])
         status = "draining" if service.draining else ("ok" if ready else "no worker ready")
-        import torch
-
-        from instantmesh_cli.device import resolve_dtype
-
-        dtype = str(resolve_dtype(service.options.dtype, torch.device(service.device_type))).replace("torch.", "")
+        dtype = effective_dtype(service.options.dtype, service.device_type)
         body = {
             "status": status, "version": __version__, "model": service.options.model, "dtype": dtype,
             "device": service.device_type, "devices": service.devices,
             "workers": {"ready": ready, "total": len(stats["workers"])},
             "weights_dir": None if service.options.weights_dir is None else str(service.options.weights_dir),
             "queue_depth": sum(j.state == "queued" for j in table.jobs()),
-            "limits": {"max_upload_bytes": service.max_upload, "ttl_seconds": table.ttl, **service.extra},
+            "limits": {"max_upload_bytes": service.max_upload, "max_pixels": pixel_limit(), "ttl_seconds": table.ttl},
         }
         return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
@@ -290,12 +287,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise too_big  # the connection is closed after the answer; reading that much would only waste time
     body = bytearray()
     seen = 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen <= limit:
-            body += chunk
-        elif seen > _DISCARD_FACTOR * limit:
-            break
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen <= limit:
+                body += chunk
+            elif seen > _DISCARD_FACTOR * limit:
+                break
+    except ClientDisconnect:
+        raise JobError("the client went away during the upload", 400) from None  # nobody reads this answer
     if seen > limit:
         raise too_big
     return bytes(body)

@@ -107,9 +107,7 @@ def _reason(exc: BaseException) -> str:
 
 def mismatch(health: dict, options: "PipelineOptions") -> str | None:
     """Why the server cannot run jobs with ``options`` the way this process would (None: it can)."""
-    import torch
-
-    from instantmesh_cli.device import resolve_dtype
+    from instantmesh_cli.serve.fields import FieldError, effective_dtype
 
     if health.get("status") != "ok":
         return f"it is {health.get('status', 'not ready')}"
@@ -119,8 +117,8 @@ def mismatch(health: dict, options: "PipelineOptions") -> str | None:
         return f"its workers run on {health['device']}, not {options.device}"
     if options.dtype != "auto":
         try:
-            wanted = str(resolve_dtype(options.dtype, torch.device(health["device"]))).replace("torch.", "")
-        except ImeshError as exc:
+            wanted = effective_dtype(options.dtype, health["device"])
+        except FieldError as exc:
             return str(exc)
         if wanted != health["dtype"]:
             return f"its workers compute in {health['dtype']}, not {options.dtype}"

@@ -152,7 +152,6 @@ def job_options(raw: Mapping[str, Any], server: PipelineOptions, *, device_type:
     Load options come from ``server``; a field that asks for other models is a 409 naming the server's.
     """
     from instantmesh_cli.cli.options import pipeline_options
-    from instantmesh_cli.device import resolve_dtype
     from instantmesh_cli.errors import ImeshError
 
     kwargs, names = parse_fields(raw)
@@ -165,16 +164,9 @@ def job_options(raw: Mapping[str, Any], server: PipelineOptions, *, device_type:
     if device != "auto" and device.split(":")[0] != device_type:
         raise FieldError(f"this server's workers run on {device_type}, not {device}", 409)
     dtype = kwargs.pop("dtype", "auto")
-    import torch
-
-    server_dtype = resolve_dtype(server.dtype, torch.device(device_type))
-    try:
-        wanted = resolve_dtype(dtype, torch.device(device_type))
-    except ImeshError as exc:
-        raise FieldError(f"dtype={dtype}: {exc}".replace("--", ""), 409) from None
-    if wanted != server_dtype:
-        raise FieldError(f"this server's workers compute in {str(server_dtype).replace('torch.', '')}, not {dtype}; "
-                         f"start one with imesh serve --dtype {dtype}", 409)
+    theirs = effective_dtype(server.dtype, device_type)
+    if effective_dtype(dtype, device_type) != theirs:
+        raise FieldError(f"this server's workers compute in {theirs}, not {dtype}; start one with imesh serve --dtype {dtype}", 409)
     try:
         options = pipeline_options(**kwargs)
     except ImeshError as exc:
@@ -182,6 +174,17 @@ def job_options(raw: Mapping[str, Any], server: PipelineOptions, *, device_type:
     options = options.replace(**{f: getattr(server, f) for f in ("model", "device", "dtype", "low_vram", "compile",
                                                                   "offline", "weights_dir")})
     return options, fmt, names
+
+
+def effective_dtype(name: str | None, device_type: str) -> str:
+    """The precision a worker on ``device_type`` computes in for ``--dtype name`` (auto: fp16 on CUDA, fp32
+    elsewhere), by name: no GPU is asked, so the server process never opens a CUDA context of its own."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return "fp16" if device_type == "cuda" else "fp32"
+    if name == "fp16" and device_type == "cpu":
+        raise FieldError("dtype fp16 is not supported on the CPU; use fp32 or bf16", 409)
+    return name
 
 
 def fields_from_params(params: Mapping[str, Any]) -> dict[str, str]:
