@@ -108,13 +108,7 @@ def generate(
     from instantmesh_cli.cli.batch import run_photo_batch
     from instantmesh_cli.inputs import expand_inputs, plan_outputs
 
-    options = opt.pipeline_options(
-        model=model, views=views, scale=scale, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
-        no_rembg=no_rembg, matting=matting, foreground_ratio=foreground_ratio, texture=texture,
-        texture_size=texture_size, refine_texture=refine_texture, refine_steps=refine_steps, target_faces=target_faces,
-        uv=uv, quality=quality, min_psnr=min_psnr, min_iou=min_iou, preview=preview, remesh=remesh, watertight=watertight,
-        device=device, dtype=dtype, low_vram=low_vram, compile=compile, offline=offline, weights_dir=weights_dir,
-    )
+    options = opt.options_from(locals())
     inputs = list(inputs or [])
     listed = _read_list(from_list, inputs) if from_list is not None else []
     if not inputs and not listed and not example:

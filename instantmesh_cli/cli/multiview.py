@@ -46,11 +46,7 @@ def multiview(
     from instantmesh_cli.chain.stages import PHOTO_TO_VIEWS
     from instantmesh_cli.cli.single import input_of, run_single
 
-    options = opt.pipeline_options(
-        seed=seed, steps=steps, guidance=guidance, scheduler=scheduler, no_rembg=no_rembg, matting=matting,
-        foreground_ratio=foreground_ratio, device=device, dtype=dtype, low_vram=low_vram, compile=compile,
-        offline=offline, weights_dir=weights_dir,
-    )
+    options = opt.options_from(locals())
     target = png_output(output, input, stem_suffix="_views")
     job = Job(
         name=input, inputs=[input_of(input)], seed=derive_seed(seed, input), options=options,

@@ -8,8 +8,9 @@ values are range-checked once, by ``PipelineOptions.check``. Defaults come from
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated, List, Literal, Optional
+from typing import Annotated, List, Literal, Mapping, Optional
 
 import typer
 
@@ -227,3 +228,15 @@ def pipeline_options(
         min_iou=min_iou, preview=preview, remesh=remesh, watertight=watertight, device=device, dtype=dtype,
         low_vram=low_vram, compile=compile, offline=True if offline else None, weights_dir=weights_dir,
     ).check()
+
+
+_FLAG_NAMES = frozenset(inspect.signature(pipeline_options).parameters)
+
+
+def options_from(params: Mapping[str, object], **renamed: object) -> PipelineOptions:
+    """A command's own parameters (its ``locals()`` on entry) that are pipeline flags → checked
+    :class:`PipelineOptions`, so a command lists each flag once, in its signature. ``renamed``:
+    flags a command names otherwise (``--views`` is ``n_views`` in ``reconstruct``)."""
+    chosen = {k: v for k, v in params.items() if k in _FLAG_NAMES}
+    chosen.update(renamed)
+    return pipeline_options(**chosen)

@@ -56,12 +56,7 @@ def reconstruct(
     from instantmesh_cli.cli.single import input_of, run_single
     from instantmesh_cli.inputs import plan_outputs, single_item
 
-    options = opt.pipeline_options(
-        model=model, views=n_views, scale=scale, no_cleanup=no_cleanup, texture=texture, texture_size=texture_size,
-        refine_texture=refine_texture, refine_steps=refine_steps, target_faces=target_faces, uv=uv, quality=quality,
-        min_psnr=min_psnr, min_iou=min_iou, preview=preview, remesh=remesh, watertight=watertight, device=device,
-        dtype=dtype, offline=offline, weights_dir=weights_dir,
-    )
+    options = opt.options_from(locals(), views=n_views)
     if len(views) not in (1, 4, 6):
         raise UsageError(f"got {len(views)} images; give one 3×2 view grid or six view files (four with --views 4)")
     if views.count("-") > 1 or ("-" in views and len(views) > 1):
