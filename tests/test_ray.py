@@ -140,7 +140,8 @@ def test_two_node_cluster_batch_with_broken_inputs_and_a_killed_actor(tiny_weigh
     nodes = {r["node"] for r in records if r["status"] == "ok"}
     assert set(cluster.nodes) == nodes, (cluster.nodes, nodes)
     # The cluster's outputs and records are the local run's.
-    volatile = ("input", "output", "files", "seconds", "total_seconds", "node")
+    assert {r["engine"] for r in records} == {"ray"}
+    volatile = ("input", "output", "files", "seconds", "total_seconds", "node", "engine")
     for name, record in local.items():
         assert (out / f"{name[:-4]}.glb").read_bytes() == (tmp_path / "local" / f"{name[:-4]}.glb").read_bytes()
         assert {k: v for k, v in by_name[name].items() if k not in volatile} == \

@@ -17,7 +17,8 @@ from instantmesh_cli import hub, settings
 from instantmesh_cli.cli import run
 from matting_fixture import empty_matting_home, tiny_matting  # noqa: F401
 
-PLAN = ["weights", "read", "prepare", "load", "multiview", "reconstruct", "mesh", "texture", "export", "check"]
+PLAN = ["weights", "read", "prepare", "load", "multiview", "reconstruct", "mesh", "texture", "quality", "export", "preview",
+        "check"]
 
 
 def test_the_example_photo_ships_with_real_alpha():

@@ -185,7 +185,7 @@ def run_rows(
     on_start: Callable[[], None] | None = None,
     verbose: bool = False,
 ) -> None:
-    """Run every input on the cluster; ``on_done(job, {"node": ...})`` once per input, as jobs
+    """Run every input on the cluster; ``on_done(job, {"engine": "ray", "node": ...})`` once per input, as jobs
     finish (skipped ones first). Ray is shut down (or disconnected from) before returning."""
     import ray
 
@@ -213,7 +213,7 @@ def run_rows(
         actor_options = options.replace(device=plan.device)
         for row, skip in zip(rows, skipped):
             if skip:
-                on_done(_unrun(row, actor_options, "skipped"), {"node": None})
+                on_done(_unrun(row, actor_options, "skipped"), {"engine": "ray", "node": None})
         todo = [row for row, skip in zip(rows, skipped) if not skip]
         if not todo:
             return
@@ -232,10 +232,10 @@ def run_rows(
             if index in reported:
                 continue  # Ray returns each row's result once; this keeps the one-line-per-input promise if not
             reported.add(index)
-            on_done(pickle.loads(result["job"]), {"node": result["node"]})
+            on_done(pickle.loads(result["job"]), {"engine": "ray", "node": result["node"]})
         for row in todo:
             if row["index"] not in reported:
-                on_done(_unrun(row, actor_options, "failed", LOST), {"node": None})
+                on_done(_unrun(row, actor_options, "failed", LOST), {"engine": "ray", "node": None})
     finally:
         ray.shutdown()
         # After the actors are gone: the temporary files of writes that a killed actor left.

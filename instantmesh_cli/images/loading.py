@@ -142,7 +142,9 @@ def load_image(
     # refused. Setting it to our limit makes Pillow's guard a backstop of ours: between
     # limit and 2 × limit Pillow only warns and the header check below refuses; above,
     # Pillow's error is reported with our limit.
-    PILImage.MAX_IMAGE_PIXELS = limit
+    # Pillow checks its guard when it opens a file, so ours stands only for this open and the
+    # process-wide value is put back: other code (and other tests) keep Pillow's own.
+    previous, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, limit
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
@@ -158,6 +160,8 @@ def load_image(
         raise InputError(f"{label} is not an image in a supported format ({_FORMATS_TEXT})") from None
     except Exception as exc:  # noqa: BLE001 - Pillow plugins raise many types for bad headers
         raise InputError(f"{label} is not a readable image ({_reason(exc)})") from None
+    finally:
+        PILImage.MAX_IMAGE_PIXELS = previous
 
     width, height = img.size
     if width * height > limit:
