@@ -158,6 +158,9 @@ class BatchRunner:
             for pool in (front_pool, back_pool):
                 # A running stage finishes (writes are atomic); what has not started is dropped.
                 pool.shutdown(wait=True, cancel_futures=True)
+            # No thread of ours may outlive the batch: one still inside torch when the interpreter
+            # exits after an interrupt aborts the process ("terminate called without an active exception").
+            feeder.join(timeout=10)
 
 
 _END = object()  # the feeder's last item
