@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 # A weights folder's own revisions (``hub.declared_revisions``): repo id -> revision.
@@ -234,3 +235,8 @@ def _unique(files: list[HubFile]) -> list[HubFile]:
             seen.add((f.repo_id, f.filename))
             out.append(f)
     return out
+
+
+def cache_dir() -> Path:
+    """imesh's own cache (converted checkpoints, verification stamps, folder views, locks, bytecode)."""
+    return Path(os.environ.get("IMESH_CACHE_DIR") or Path.home() / ".cache" / "imesh").expanduser()

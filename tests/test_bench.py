@@ -17,7 +17,7 @@ def test_sample_image_has_real_alpha():
 def test_bench_json_report(served, capsys):
     code = run([
         "bench", "--device", "cpu", "--steps", "1", "--repeat", "1", "--texture-size", "64", "--refine-steps", "2",
-        "--no-cold-start", "--batch", "2", "--json",
+        "--no-cold-start", "--batch", "2", "--server-workers", "1", "--json",
     ])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -28,6 +28,22 @@ def test_bench_json_report(served, capsys):
     assert set(report["baseline"]) == set(report["stages"])
     assert report["batch"]["overlapped_images_per_min"] > 0 and report["batch"]["sequential_images_per_min"] > 0
     assert report["weights"] == "released" and report["device"] == "CPU"
+    # A real `imesh serve` was started, called from new processes, and stopped.
+    (server,) = report["server"]
+    assert server["workers"] == 1 and server["images"] == 2 and server["ready_s"] > 0
+    assert server["call_s"] > server["job_s"] > 0 and server["images_per_min"] > 0
+    assert "imesh serve, 1 worker: ready in" in format_report(_report(report))
+
+
+def test_server_workers_must_be_counts(capsys):
+    assert run(["bench", "--server-workers", "1,x", "--device", "cpu"]) == 2
+    assert "--server-workers takes worker counts like 1,2" in capsys.readouterr().err
+
+
+def _report(data: dict):
+    from instantmesh_cli.bench import BenchReport
+
+    return BenchReport(**data)
 
 
 def test_report_text_has_every_stage(served, capsys):

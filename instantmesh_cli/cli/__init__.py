@@ -12,7 +12,11 @@ import traceback
 import warnings
 from typing import Sequence
 
-import typer
+from instantmesh_cli.bytecode import redirect_bytecode_if_needed
+
+redirect_bytecode_if_needed()  # first, before any library is imported: read-only installs get cached bytecode too
+
+import typer  # noqa: E402
 
 from instantmesh_cli.cli.app import app, state
 from instantmesh_cli.cli.common import error_line, warn_line

@@ -20,6 +20,7 @@ BENCH = "Measurements"
     "Examples:\n"
     "  imesh bench --random-weights\n"
     "  imesh bench --random-weights --repeat 3 --batch 20 --json\n"
+    "  imesh bench --random-weights --server-workers 1,2 --batch 24\n"
     "  imesh bench --scheduler dpm++2m --no-baseline --no-cold-start"
 ))
 def bench(
@@ -36,6 +37,10 @@ def bench(
         "--baseline/--no-baseline", rich_help_panel=BENCH, help="Also run the plain configuration (fp32, eager, every cube).")] = True,
     cold_start: Annotated[bool, typer.Option(
         "--cold-start/--no-cold-start", rich_help_panel=BENCH, help="Also time a new process to its first GLB.")] = True,
+    server_workers: Annotated[Optional[str], typer.Option(
+        "--server-workers", metavar="N[,N…]", rich_help_panel=BENCH, show_default=False,
+        help="Also start `imesh serve` with each worker count (e.g. 1,2): one generate call through it, and "
+        "images per minute for --batch photos (12 when --batch is 0).")] = None,
     texture_size: opt.TextureSize = settings.DEFAULT_TEXTURE_SIZE,
     refine_steps: opt.RefineSteps = settings.DEFAULT_REFINE_STEPS,
     device: opt.Device = opt.DEFAULTS.device,
@@ -51,12 +56,21 @@ def bench(
         raise UsageError("--repeat must be at least 1")
     if batch < 0:
         raise UsageError("--batch must be 0 or more")
+    counts: tuple[int, ...] = ()
+    if server_workers:
+        try:
+            counts = tuple(int(part) for part in server_workers.split(","))
+        except ValueError:
+            counts = ()
+        if not counts or min(counts) < 1:
+            raise UsageError(f"--server-workers takes worker counts like 1,2, got {server_workers!r}")
     from instantmesh_cli.bench import BenchOptions, format_report, run_bench
 
     opts = BenchOptions(
         model=model, steps=steps, scheduler=scheduler, repeat=repeat, batch=batch, random_weights=random_weights,
         baseline=baseline, cold_start=cold_start, device=device, dtype=dtype, texture_size=texture_size,
         refine_steps=refine_steps, compile=compile, weights_dir=weights_dir, offline=True if offline else None,
+        server_workers=counts,
     )
     report = run_bench(opts, log=(lambda line: None) if quiet else (lambda line: console.print(line, style="dim", markup=False)))
     if json_out:

@@ -9,14 +9,10 @@ from pathlib import Path
 from typing import Iterator
 
 from instantmesh_cli.errors import WeightsError
+from instantmesh_cli.settings import cache_dir  # noqa: F401 - hub code asks for it here
 
 # Bounded wait for the Hub's answer to a metadata request (and for `imesh doctor`'s probe).
 DEFAULT_HUB_TIMEOUT_S = 5.0
-
-
-def cache_dir() -> Path:
-    """imesh's own cache (converted checkpoints, verification stamps, folder views, locks)."""
-    return Path(os.environ.get("IMESH_CACHE_DIR") or Path.home() / ".cache" / "imesh").expanduser()
 
 
 def hf_cache_dir() -> Path:
