@@ -59,7 +59,7 @@ def run_checks(*, weights_dir: str | os.PathLike[str] | None = None, gpu_test: b
     add("cuda", check_cuda)
     add("nvdiffrast", lambda: check_nvdiffrast(build=gpu_test))
     add("onnxruntime", check_onnxruntime)
-    add("rembg model", check_rembg_model)
+    add("rembg model", lambda: check_rembg_model(weights_dir))
     add("hub", check_hub)
     add("hf_xet", check_hf_xet)
     add("weights", lambda: check_weights(weights_dir))
@@ -217,22 +217,31 @@ def check_onnxruntime() -> Check:
     return Check("onnxruntime", OK, f"onnxruntime {onnxruntime.__version__} ({providers})")
 
 
-def check_rembg_model() -> Check:
-    try:
-        images = importlib.import_module("instantmesh_cli.images")
-    except Exception as exc:  # noqa: BLE001
-        return Check("rembg model", FAIL, f"cannot load the image module ({type(exc).__name__}: {exc})"
-                     .splitlines()[0])
-    model = getattr(images, "DEFAULT_MATTING_MODEL", "u2net")
-    find = getattr(images, "find_matting_model", None)
-    where = getattr(images, "matting_model_path", None)
-    found = find(model) if find else None
-    if found is not None:
+def check_rembg_model(weights_dir: str | os.PathLike[str] | None = None) -> Check:
+    """The default matting model: present and matching rembg's pinned md5 (hashing it: well under a second)."""
+    from instantmesh_cli.images.matting import (DEFAULT_MATTING_MODEL, download_command, find_matting_model,
+                                                matting_model_path, rembg_files)
+    from instantmesh_cli.images.matting_download import problem
+    from instantmesh_cli.images.matting_pins import MIRROR_ENV, PINNED_FROM_REMBG, pinned
+
+    model = DEFAULT_MATTING_MODEL
+    fetch = download_command(model)
+    found = find_matting_model(model, weights_dir=weights_dir)
+    if found is None:
+        return Check("rembg model", WARN, f"{model} is not downloaded yet: the first photo without transparency "
+                     "needs it (rembg then fetches it from github.com unless offline); images with real alpha "
+                     "do not", f"run `{fetch}` (a mirror: {MIRROR_ENV}), or `{fetch} --to DIR` on a connected "
+                     f"machine and pass --weights-dir DIR, or copy {model}.onnx to {matting_model_path(model)}")
+    pin = pinned(model)
+    if pin is None:  # a default that imesh does not pin: present is all that can be said
         return Check("rembg model", OK, f"{model} at {found}")
-    target = where(model) if where else f"{model}.onnx under $U2NET_HOME"
-    return Check("rembg model", WARN, f"{model} is not downloaded yet: it is fetched on the first "
-                 "photo without transparency (needs network), images with real alpha do not need it",
-                 f"run `imesh prepare PHOTO -o out.png` once with network, or copy {model}.onnx to {target}")
+    why = problem(found, pin.md5, pin.size)
+    if why is not None:
+        # Not one of rembg's own places: the weights folder's DIR/rembg/<name>.onnx.
+        fix = (f"run `{fetch}`: it replaces it with a verified copy" if found in rembg_files(model)
+               else f"run `{fetch} --to {found.parent.parent}` again to replace it")
+        return Check("rembg model", FAIL, f"{model} at {found} is corrupt ({why})", fix)
+    return Check("rembg model", OK, f"{model} at {found} (md5 matches rembg {PINNED_FROM_REMBG}'s pin)")
 
 
 # ------------------------------------------------------------------------- hub

@@ -153,7 +153,7 @@ def _write_weights(folder: Path, variant: str, report: SelftestReport, progress)
     return True
 
 
-def _job_input():
+def _job_input(weights: Path | None = None):
     """The bundled photo: on white (so rembg has work) when a matting model is here, else with its alpha."""
     from PIL import Image
 
@@ -163,7 +163,7 @@ def _job_input():
 
     photo = example_photo()
     model = settings.DEFAULT_MATTING_MODEL
-    found = find_matting_model(model)
+    found = find_matting_model(model, weights_dir=weights)  # where the run's remover will look
     if found is not None:
         with Image.open(photo) as img:
             on_white = composite_on(img.convert("RGBA"))
@@ -182,7 +182,7 @@ def _run_chain(weights: Path, variant: str, device: str, target: Path, report: S
 
     from instantmesh_cli.mesh import meshlab_available
 
-    source, report.background_removal = _job_input()
+    source, report.background_removal = _job_input(weights)
     meshlab = meshlab_available()  # the optional extra: its stage runs when it is installed
     options = PipelineOptions(
         model=variant, steps=STEPS, texture_size=TEXTURE_SIZE, refine_steps=REFINE_STEPS, target_faces=TARGET_FACES,

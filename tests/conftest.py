@@ -40,6 +40,15 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "IMESH_WEIGHTS_DIR", "IME
 os.environ["XDG_RUNTIME_DIR"] = os.path.join(_SANDBOX, "run")
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
+# rembg's model release likewise: `imesh download` fetches the matting model from
+# IMESH_MATTING_URL, here a local port nothing listens on (refused at once), unless a
+# test serves it (tests/matting_mirror.py).
+import socket  # noqa: E402
+
+with socket.socket() as _sock:
+    _sock.bind(("127.0.0.1", 0))
+    os.environ["IMESH_MATTING_URL"] = f"http://127.0.0.1:{_sock.getsockname()[1]}/no-rembg-release/"
+
 import torch  # noqa: E402
 
 torch.set_num_threads(1)

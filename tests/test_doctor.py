@@ -17,6 +17,7 @@ import torch
 
 from instantmesh_cli import doctor, settings
 from instantmesh_cli.cli import run
+from matting_mirror import matting_mirror  # noqa: F401 - fixture: `imesh download` also fetches the rembg model
 
 
 @pytest.fixture()
@@ -106,7 +107,8 @@ def test_hf_xet_line(monkeypatch):
     assert check.status == "warn" and "not installed" in check.detail and "hf_xet" in check.fix
 
 
-def test_doctor_sees_downloaded_weights_without_network(fresh_cache, fake_hub, monkeypatch, capsys):
+def test_doctor_sees_downloaded_weights_without_network(fresh_cache, fake_hub, monkeypatch, capsys,
+                                                        matting_mirror):  # noqa: F811
     for repo in settings.PINNED_REVISIONS:
         files = {f.filename: f"{repo}/{f.filename}".encode() for f in settings.all_files() if f.repo_id == repo}
         monkeypatch.setenv(settings.revision_env_var(repo), fake_hub.new_commit(repo, files))
@@ -117,6 +119,7 @@ def test_doctor_sees_downloaded_weights_without_network(fresh_cache, fake_hub, m
         code, checks = _report(capsys, "--no-gpu-test")
     assert checks["weights shared"]["status"] == "ok"
     assert checks["weights instant-nerf-large"]["status"] == "ok"
+    assert checks["rembg model"]["status"] == "ok"  # `imesh download` fetched it too
     assert checks["weights instant-mesh-base"]["status"] == "warn"
     assert checks["hub"]["status"] == "warn"  # refused: a warning, cached weights still work
     assert code == 0

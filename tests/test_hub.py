@@ -23,6 +23,7 @@ from instantmesh_cli import hub, settings
 from instantmesh_cli.cli import run
 from instantmesh_cli.errors import WeightsError
 from instantmesh_cli.settings import HubFile
+from matting_mirror import matting_mirror  # noqa: F401 - fixture: `imesh download` also fetches the rembg model
 
 MB = 1 << 20
 
@@ -174,7 +175,7 @@ def _standin_registry(fake_hub, monkeypatch, extra: dict[str, bytes] | None = No
 
 
 def test_a_killed_download_command_leaves_no_half_file_and_the_next_run_completes(
-        fake_hub, fresh_cache, monkeypatch, tmp_path):
+        fake_hub, fresh_cache, monkeypatch, tmp_path, matting_mirror):  # noqa: F811
     contents = _standin_registry(fake_hub, monkeypatch)
     big = blob_bytes(4 * MB, seed=9)
     ckpt = settings.get_variant("instant-mesh-base").checkpoint
@@ -309,7 +310,8 @@ def test_weights_dir_is_used_first_and_verified(fake_hub, fresh_cache, monkeypat
         hub.fetch(f)
 
 
-def test_download_to_dir_makes_a_verifiable_offline_weights_dir(fake_hub, fresh_cache, monkeypatch, tmp_path):
+def test_download_to_dir_makes_a_verifiable_offline_weights_dir(fake_hub, fresh_cache, monkeypatch, tmp_path,
+                                                                matting_mirror):  # noqa: F811
     contents = _standin_registry(fake_hub, monkeypatch)
     out = tmp_path / "export"
     assert run(["download", "--model", "instant-nerf-base", "--to", str(out)]) == 0
@@ -341,7 +343,8 @@ def test_download_to_dir_makes_a_verifiable_offline_weights_dir(fake_hub, fresh_
 
 
 # ------------------------------------------------------------------- imesh download
-def test_download_model_fetches_exactly_the_registry_files_once(fake_hub, fresh_cache, monkeypatch, capsys):
+def test_download_model_fetches_exactly_the_registry_files_once(fake_hub, fresh_cache, monkeypatch, capsys,
+                                                                matting_mirror):  # noqa: F811
     extra = {settings.INSTANTMESH_REPO: {"README.md": b"# not needed"},
              settings.ZERO123PLUS_REPO: {"unet/unused.bin": b"not needed"}}
     contents = _standin_registry(fake_hub, monkeypatch, extra)
@@ -362,7 +365,7 @@ def test_download_model_fetches_exactly_the_registry_files_once(fake_hub, fresh_
     assert report["ok"] and {r["status"] for r in report["files"]} == {"ok"}
 
 
-def test_download_reports_bad_files_and_fails(fake_hub, fresh_cache, monkeypatch, capsys):
+def test_download_reports_bad_files_and_fails(fake_hub, fresh_cache, monkeypatch, capsys, matting_mirror):  # noqa: F811
     _standin_registry(fake_hub, monkeypatch)
     ckpt = settings.lrm_files("instant-mesh-large")[0]
     # A test-only registry fact that the served stand-in cannot match.

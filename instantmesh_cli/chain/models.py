@@ -231,7 +231,8 @@ class Models:
         if matting_model not in self._removers:
             from instantmesh_cli.images import BackgroundRemover
 
-            self._removers[matting_model] = BackgroundRemover(matting_model, offline=self.options.offline)
+            self._removers[matting_model] = BackgroundRemover(matting_model, offline=self.options.offline,
+                                                              weights_dir=self.options.weights_dir)
         return self._removers[matting_model]
 
     @property

@@ -1,4 +1,9 @@
-"""``imesh download``: fetch and verify the weights, into the cache or a folder."""
+"""``imesh download``: fetch and verify the weights, into the cache or a folder.
+
+The Hub files come through :mod:`instantmesh_cli.hub`; the rembg matting model (one
+more row, ``--matting NAME``, skipped with ``--no-rembg``) through
+:mod:`instantmesh_cli.images.matting_fetch`.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ _STATUS_STYLE = {
     "Examples:\n"
     "  imesh download\n"
     "  imesh download --model instant-mesh-base\n"
-    "  imesh download --all --to /mnt/usb/imesh-weights"
+    "  imesh download --all --to /mnt/usb/imesh-weights\n"
+    "  imesh download --matting isnet-general-use"
 ))
 def download(
     model: Annotated[Optional[opt.ModelName], typer.Option(
@@ -37,20 +43,28 @@ def download(
         "--all", rich_help_panel=opt.WEIGHTS, help="Fetch the files of every model.")] = False,
     to: Annotated[Optional[Path], typer.Option(
         "--to", metavar="DIR", file_okay=False, rich_help_panel=opt.WEIGHTS, show_default=False,
-        help="Write the files to DIR/<repo>/<file> with a manifest (for --weights-dir on a machine without "
-        "network) instead of the Hugging Face cache.")] = None,
+        help="Write the files to DIR/<repo>/<file> and the rembg model to DIR/rembg/, with a manifest (for "
+        "--weights-dir on a machine without network), instead of the Hugging Face cache and rembg's home.")] = None,
     offline: Annotated[bool, typer.Option(
         "--offline", rich_help_panel=opt.WEIGHTS, envvar="HF_HUB_OFFLINE", show_envvar=True,
         help="Download nothing: only check the files already here.")] = False,
     weights_dir: Annotated[Optional[Path], typer.Option(
         "--weights-dir", metavar="DIR", file_okay=False, rich_help_panel=opt.WEIGHTS, envvar="IMESH_WEIGHTS_DIR",
         show_envvar=True, show_default=False, help="Also accept files from this folder.")] = None,
+    matting: opt.Matting = opt.DEFAULTS.matting_model,
+    no_rembg: opt.NoRembg = False,
     as_json: opt.ReportJson = False,
     quiet: opt.ReportQuiet = False,
 ) -> None:
-    """Fetch and verify the weights a model needs (resumable; a second run downloads nothing)."""
+    """Fetch and verify the weights a model needs and the background-removal model (resumable; a second run
+    downloads nothing).
+
+    The rembg model (--matting, default u2net) comes from rembg's GitHub release, or from the mirror
+    in IMESH_MATTING_URL; --no-rembg leaves it out.
+    """
     from instantmesh_cli import settings
     from instantmesh_cli.errors import UsageError
+    from instantmesh_cli.images.matting_fetch import pin_for
 
     if model and all_models:
         raise UsageError("give either --model or --all, not both")
@@ -58,7 +72,9 @@ def download(
         files = settings.all_files()
     else:
         files = settings.model_files(settings.get_variant(model or settings.DEFAULT_VARIANT).name)
-    rows = _fetch_all(files, to=to, offline=offline or None, weights_dir=weights_dir, quiet=as_json or quiet)
+    matting_file = None if no_rembg else pin_for(matting)  # an unknown name fails before any download
+    rows = _fetch_all(files, matting_file, to=to, offline=offline or None, weights_dir=weights_dir,
+                      quiet=as_json or quiet)
     failed = [r for r in rows if _STATUS_STYLE[r["status"]][1]]
     if as_json:
         typer.echo(json.dumps({"files": rows, "ok": not failed}, indent=1))
@@ -68,7 +84,7 @@ def download(
         raise typer.Exit(code=1)
 
 
-def _fetch_all(files, *, to: Path | None, offline: bool | None, weights_dir: Path | None,
+def _fetch_all(files, matting_file, *, to: Path | None, offline: bool | None, weights_dir: Path | None,
                quiet: bool) -> list[dict]:
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                TimeRemainingColumn, TransferSpeedColumn)
@@ -89,7 +105,7 @@ def _fetch_all(files, *, to: Path | None, offline: bool | None, weights_dir: Pat
             def progress(done: int, total: int | None, _task=task) -> None:
                 bar.update(_task, completed=done, total=total)
 
-            row = {"repo": f.repo_id, "file": f.filename, "revision": f.revision, "path": None,
+            row = {"kind": "hub", "repo": f.repo_id, "file": f.filename, "revision": f.revision, "path": None,
                    "size": None, "status": "ok", "detail": ""}
             # Once the Hub has proved unreachable, check the rest without network.
             file_offline = True if unreachable else offline
@@ -113,9 +129,40 @@ def _fetch_all(files, *, to: Path | None, offline: bool | None, weights_dir: Pat
                 row.update(status="missing", detail=exc.message)
             bar.remove_task(task)
             rows.append(row)
+        if matting_file is not None:
+            # Not from the Hub: an unreachable Hub says nothing about rembg's server.
+            rows.append(_fetch_matting(bar, matting_file, to=to, offline=offline, weights_dir=weights_dir))
     if unreachable:
         console.print(f"[red]{escape(unreachable)}[/red]", highlight=False)
     return rows
+
+
+def _fetch_matting(bar, matting_file, *, to: Path | None, offline: bool | None, weights_dir: Path | None) -> dict:
+    from instantmesh_cli import hub
+    from instantmesh_cli.errors import WeightsError
+    from instantmesh_cli.images import matting_fetch
+
+    task = bar.add_task(f"rembg/{matting_file.filename}", total=matting_file.size)
+
+    def progress(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    row = {"kind": "matting", "repo": "rembg", "file": matting_file.filename, "revision": f"md5:{matting_file.md5}",
+           "path": None, "size": None, "status": "ok", "detail": ""}
+    try:
+        if to is not None:
+            result = matting_fetch.export_matting(matting_file.model, to, offline=offline, progress=progress)
+        else:
+            result = matting_fetch.ensure_matting(matting_file.model, offline=offline, weights_dir=weights_dir,
+                                                  progress=progress)
+        row.update(path=str(result.path), size=result.path.stat().st_size, status=result.status,
+                   detail=result.source)
+    except hub.CorruptWeightsError as exc:
+        row.update(status="bad", detail=str(exc))
+    except WeightsError as exc:
+        row.update(status="missing", detail=str(exc))
+    bar.remove_task(task)
+    return row
 
 
 def _print_table(rows: list[dict]) -> None:

@@ -75,7 +75,7 @@ Scheduler = Annotated[SchedulerName, typer.Option("--scheduler", rich_help_panel
 
 # --- background removal -------------------------------------------------------
 NoRembg = Annotated[bool, typer.Option(
-    "--no-rembg", rich_help_panel=MATTING, help="Never remove the background (automatic when the image has real alpha).")]
+    "--no-rembg", rich_help_panel=MATTING, help="Never remove the background (automatic when the image has real alpha), so no rembg model is needed.")]
 Matting = Annotated[str, typer.Option(
     "--matting", metavar="MODEL", rich_help_panel=MATTING,
     help="rembg model: u2net, isnet-general-use, birefnet-general (best, slow), silueta (small), ...")]

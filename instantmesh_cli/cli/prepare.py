@@ -33,13 +33,15 @@ def prepare(
     matting: opt.Matting = D.matting_model,
     foreground_ratio: opt.ForegroundRatio = D.foreground_ratio,
     offline: opt.Offline = False,
+    weights_dir: opt.WeightsDir = None,
 ) -> None:
     """Remove the background and centre the object on a square RGBA canvas."""
     from instantmesh_cli.chain.job import Job, JobOutputs
     from instantmesh_cli.chain.stages import PHOTO_TO_CUTOUT
     from instantmesh_cli.cli.single import input_of, run_single
 
-    options = opt.pipeline_options(no_rembg=no_rembg, matting=matting, foreground_ratio=foreground_ratio, offline=offline)
+    options = opt.pipeline_options(no_rembg=no_rembg, matting=matting, foreground_ratio=foreground_ratio,
+                                   offline=offline, weights_dir=weights_dir)
     if size is not None and not 32 <= size <= 8192:
         raise UsageError(f"--size must be between 32 and 8192, got {size}")
     target = None if output == "-" else png_output(output, input, what=" (the cut-out is an RGBA PNG)")

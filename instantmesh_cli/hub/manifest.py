@@ -1,7 +1,8 @@
 """``imesh-manifest.json`` of a ``--weights-dir`` folder: revision, size and sha256 of each file.
 
 Written by ``imesh download --to DIR`` so that a machine without network can
-verify the folder's files without asking the Hub. A folder that holds files of no
+verify the folder's files without asking the Hub; the rembg matting models the
+folder holds (``DIR/rembg/<name>.onnx``) are listed under ``"matting"``. A folder that holds files of no
 Hub commit (fine-tuned checkpoints, ``imesh selftest --save-weights``) also
 declares which revision it holds of each repo (``"revisions"``); the registry then
 asks for that revision instead of the pinned one, so that no pinned size or hash
@@ -82,5 +83,27 @@ def record(target_dir: Path, hub_file: HubFile, path: Path) -> None:
             return
         files[_key(hub_file)] = {"revision": hub_file.revision, "size": size,
                                  "sha256": file_digest(path, "sha256")}
+        data["format"] = 1
+        write_bytes_atomic(manifest, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+
+
+def record_matting(target_dir: Path, model: str, path: Path, *, md5: str) -> None:
+    """Record ``path`` (a verified copy of rembg model ``model``) in ``target_dir``'s manifest.
+
+    Under its own key, ``"matting"``: these files come from rembg's release, not from a
+    Hub commit, so they have no revision and rembg pins them by md5.
+    """
+    from instantmesh_cli.fileio import write_bytes_atomic
+
+    manifest = target_dir / MANIFEST_NAME
+    entry = {"file": path.relative_to(target_dir).as_posix(), "size": path.stat().st_size, "md5": md5}
+    with locked(manifest):
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            data = {}
+        if data.get("matting", {}).get(model) == entry:
+            return
+        data.setdefault("matting", {})[model] = entry
         data["format"] = 1
         write_bytes_atomic(manifest, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())

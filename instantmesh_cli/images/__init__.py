@@ -6,12 +6,16 @@ InstantMesh's white-background UNet) expects as its condition image.
 
 One job per module: :mod:`.loading` (open and validate a file), :mod:`.geometry`
 (alpha, object box, square placement), :mod:`.matting` (rembg model files and
-session), :mod:`.prepare` (the three together, at a bounded resolution).
+session), :mod:`.prepare` (the three together, at a bounded resolution);
+for `imesh download` and `imesh doctor`: :mod:`.matting_pins` (the rembg model
+files imesh fetches, as rembg pins them), :mod:`.matting_download` (one file over
+HTTP, resumable and verified), :mod:`.matting_fetch` (where a model lands).
 
 Only the standard library is imported at module level, here and in every
-submodule: the CLI imports this package at start-up (for
+submodule this package imports: the CLI imports it at start-up (for
 :data:`DEFAULT_MATTING_MODEL`); Pillow, numpy and rembg are imported inside the
-functions that use them.
+functions that use them. (:mod:`.matting_download` and :mod:`.matting_fetch`,
+imported only by the commands that use them, build on :mod:`instantmesh_cli.hub`.)
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Background removal: where rembg's model files live, and one session per model.
 
 Model location is answered without importing rembg (``imesh doctor`` asks at
-start-up); the session is created on first use through :mod:`.rembg_sessions`.
+start-up): a weights folder's ``DIR/rembg/<name>.onnx`` first, then rembg's own
+places; the session is created on first use through :mod:`.rembg_sessions`. The
+files imesh can download itself are in :mod:`.matting_pins`, fetched by
+:mod:`.matting_fetch`.
 """
 
 from __future__ import annotations
@@ -50,10 +53,41 @@ def _legacy_home() -> Path:
     return Path(os.path.expanduser(os.getenv("U2NET_HOME", os.path.join(os.getenv("XDG_DATA_HOME", "~"), ".u2net"))))
 
 
-def find_matting_model(model: str = DEFAULT_MATTING_MODEL) -> Path | None:
-    """The rembg model file already on disk for ``model``, or None (no download)."""
+# imesh's place for matting models in a weights folder (``imesh download --to DIR``):
+# DIR/rembg/<name>.onnx, beside the Hub repos' DIR/<owner>/<repo>/ folders.
+WEIGHTS_SUBDIR = "rembg"
+
+
+def in_weights_dir(weights_dir: Path, model: str) -> Path:
+    """Where ``model`` lives in a weights folder."""
+    return weights_dir / WEIGHTS_SUBDIR / f"{model}.onnx"
+
+
+def rembg_files(model: str) -> list[Path]:
+    """The places rembg itself reads ``model`` from, in its order (per-model folder, legacy flat folder)."""
     fname = f"{model}.onnx"
-    for candidate in (rembg_home() / "models" / model / fname, _legacy_home() / fname):
+    return [rembg_home() / "models" / model / fname, _legacy_home() / fname]
+
+
+def _weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path | None:
+    # Lookup only: a folder that does not exist is reported by the weights code, not here.
+    value = weights_dir if weights_dir is not None else os.environ.get("IMESH_WEIGHTS_DIR") or None
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_dir() else None
+
+
+def find_matting_model(model: str = DEFAULT_MATTING_MODEL, *,
+                       weights_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The model file already on disk for ``model``, or None (no download, no hashing).
+
+    ``weights_dir`` (default ``IMESH_WEIGHTS_DIR``) first, as for the other weights,
+    then where rembg looks.
+    """
+    wdir = _weights_dir(weights_dir)
+    candidates = ([in_weights_dir(wdir, model)] if wdir is not None else []) + rembg_files(model)
+    for candidate in candidates:
         if candidate.exists():
             return candidate
     return None
@@ -65,7 +99,12 @@ def matting_model_path(model: str = DEFAULT_MATTING_MODEL) -> Path:
     rembg looks in ``<home>/models/<name>/<name>.onnx`` then in the legacy flat
     ``$U2NET_HOME/<name>.onnx``; ``<home>`` is ``$U2NET_HOME`` when set.
     """
-    return find_matting_model(model) or (rembg_home() / "models" / model / f"{model}.onnx")
+    return find_matting_model(model) or rembg_files(model)[0]
+
+
+def download_command(model: str) -> str:
+    """The command that fetches ``model`` (named in errors and by `imesh doctor`)."""
+    return "imesh download" if model == DEFAULT_MATTING_MODEL else f"imesh download --matting {model}"
 
 
 def _load_rembg():
@@ -120,13 +159,18 @@ class BackgroundRemover:
 
     ``model`` is a rembg session name (``DEFAULT_MATTING_MODEL`` = u2net). A session is
     always named explicitly: rembg's own default is bria-rmbg (non-commercial licence).
-    With ``offline`` (default: ``HF_HUB_OFFLINE`` is set) a missing model fails at once
-    instead of trying github.com; otherwise rembg downloads it, reporting on stderr.
+    The model file comes from ``weights_dir`` (default ``IMESH_WEIGHTS_DIR``:
+    ``DIR/rembg/<name>.onnx``, as ``imesh download --to DIR`` writes it) when it is
+    there, else from rembg's own home. With ``offline`` (default: ``HF_HUB_OFFLINE``
+    is set) a missing model fails at once instead of trying github.com; otherwise
+    rembg downloads it, reporting on stderr.
     """
 
-    def __init__(self, model: str = DEFAULT_MATTING_MODEL, *, offline: bool | None = None):
+    def __init__(self, model: str = DEFAULT_MATTING_MODEL, *, offline: bool | None = None,
+                 weights_dir: str | os.PathLike[str] | None = None):
         self.model = model
         self.offline = _offline() if offline is None else offline
+        self.weights_dir = weights_dir
         self._session = None
         self._lock = threading.Lock()
 
@@ -139,12 +183,20 @@ class BackgroundRemover:
         return self._session
 
     def _missing_hint(self, session_class) -> str:
-        target = rembg_home() / "models" / self.model / f"{self.model}.onnx"
+        target = rembg_files(self.model)[0]
         url = _download_url(session_class) if session_class is not None else None
         where = f"put {target.name} in {target.parent} (or set U2NET_HOME to a folder holding it)"
+        from instantmesh_cli.images.matting_pins import pinned
+
+        if pinned(self.model) is not None:
+            cmd = download_command(self.model)
+            fetch = (f"run `{cmd}` with network (or `{cmd} --to DIR` on a connected machine and pass "
+                     "--weights-dir DIR), or ")
+        else:
+            fetch = ""
         if url:
-            return f"download {url} and {where}"
-        return f"run `rembg d {self.model}` (pip install 'rembg[cli]') on a machine with network, or {where}"
+            return f"{fetch}download {url} and {where}"
+        return f"{fetch}run `rembg d {self.model}` (pip install 'rembg[cli]') on a machine with network, or {where}"
 
     def _new_session(self):
         session_classes, new_session = _load_rembg()
@@ -157,15 +209,22 @@ class BackgroundRemover:
                 f"matting model {self.model!r} cannot be used here "
                 "(it sends images to a remote service, needs credentials, or needs its own model_path)"
             )
-        if find_matting_model(self.model) is None and self.offline:
+        path = find_matting_model(self.model, weights_dir=self.weights_dir)
+        wdir = _weights_dir(self.weights_dir)
+        from_weights_dir = wdir is not None and path == in_weights_dir(wdir, self.model)
+        if path is None and self.offline:
             raise WeightsError(f"rembg model {self.model!r} is not on this machine (offline mode)",
                                hint=self._missing_hint(cls))
         try:
+            if from_weights_dir:
+                from instantmesh_cli.images import rembg_sessions
+
+                return rembg_sessions.from_file(cls, path)
             return new_session(self.model)
         except ImeshError:
             raise
         except Exception as exc:  # noqa: BLE001 - requests/pooch/onnxruntime errors, reported as one line
-            path = find_matting_model(self.model)
+            path = find_matting_model(self.model, weights_dir=self.weights_dir)
             if path is None:
                 raise WeightsError(
                     f"rembg model {self.model!r} is missing and could not be downloaded ({_reason(exc)[:100]})",
@@ -173,7 +232,8 @@ class BackgroundRemover:
                 ) from None
             raise WeightsError(
                 f"rembg model file {path} cannot be loaded ({_reason(exc)[:100]})",
-                hint="delete it and run again to download it afresh",
+                hint="run `imesh download --to DIR` again to replace it" if from_weights_dir
+                else "delete it and run again to download it afresh",
             ) from None
 
     def mask(self, rgb: "Image") -> "Image":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import threading
 from types import ModuleType
@@ -83,3 +84,27 @@ def load() -> tuple[dict[str, type], Callable[..., Any]]:
         # logger (its warnings about unused providers are noise on every run).
         onnxruntime.set_default_logger_severity(3)
         return sessions.sessions, factory.new_session
+
+
+def from_file(session_class: type, path: str | os.PathLike[str]) -> Any:
+    """A session of ``session_class`` that reads its model from ``path``.
+
+    rembg finds a model file only under its own home (``U2NET_HOME`` & co., read from
+    the environment, process-wide) and accepts ``model_path`` only in its ``*_custom``
+    sessions, whose pre-processing is not the named model's. A subclass that answers
+    ``download_models`` with ``path`` — the one hook rembg's sessions have for "where is
+    the file" — keeps everything else of the named session: its name, normalisation,
+    input size and post-processing.
+    """
+    import onnxruntime as ort
+
+    pinned = type(session_class.__name__, (session_class,), {
+        "__module__": session_class.__module__,
+        "download_models": classmethod(lambda cls, *args, **kwargs: os.fspath(path)),
+    })
+    options = ort.SessionOptions()
+    # As rembg's new_session does: OMP_NUM_THREADS bounds onnxruntime's thread pools.
+    threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if threads.isdigit() and int(threads) > 0:
+        options.inter_op_num_threads = options.intra_op_num_threads = int(threads)
+    return pinned(session_class.name(), options)
