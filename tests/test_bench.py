@@ -1,6 +1,7 @@
 """``imesh bench`` on CPU with tiny weights from the fake hub: every stage measured, the report well formed."""
 
 import json
+from dataclasses import asdict
 
 from instantmesh_cli.bench import STAGE_ROWS, format_report, sample_image
 from instantmesh_cli.cli import run
@@ -17,7 +18,7 @@ def test_sample_image_has_real_alpha():
 def test_bench_json_report(served, capsys):
     code = run([
         "bench", "--device", "cpu", "--steps", "1", "--repeat", "1", "--texture-size", "64", "--refine-steps", "2",
-        "--no-cold-start", "--batch", "2", "--server-workers", "1", "--json",
+        "--no-cold-start", "--batch", "2", "--json",
     ])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -28,22 +29,31 @@ def test_bench_json_report(served, capsys):
     assert set(report["baseline"]) == set(report["stages"])
     assert report["batch"]["overlapped_images_per_min"] > 0 and report["batch"]["sequential_images_per_min"] > 0
     assert report["weights"] == "released" and report["device"] == "CPU"
-    # A real `imesh serve` was started, called from new processes, and stopped.
-    (server,) = report["server"]
-    assert server["workers"] == 1 and server["images"] == 2 and server["ready_s"] > 0
-    assert server["call_s"] > server["job_s"] > 0 and server["images_per_min"] > 0
-    assert "imesh serve, 1 worker: ready in" in format_report(_report(report))
+
+
+def test_a_real_server_is_started_called_from_new_processes_and_stopped(tmp_path, monkeypatch):
+    from instantmesh_cli.bench import BenchReport
+    from instantmesh_cli.bench_server import measure_server
+    from instantmesh_cli.chain.options import PipelineOptions
+    from instantmesh_cli.random_weights import write_tiny_weights
+
+    # A weights folder, not the in-process fake hub: `imesh serve` and `generate` are other processes.
+    weights = write_tiny_weights(tmp_path / "weights")
+    monkeypatch.setenv("IMESH_CACHE_DIR", str(tmp_path / "cache"))
+    options = PipelineOptions(device="cpu", steps=1, texture_size=64, refine_steps=1, weights_dir=weights, offline=True)
+    m = measure_server(options, 1, sample_image(128), images=2, calls=1)
+    assert m.workers == 1 and m.images == 2 and m.ready_s > 0
+    assert m.call_s > m.job_s > 0 and m.images_per_min > 0
+    report = BenchReport(device="CPU", torch="x", weights="released", settings={
+        "model": "m", "steps": 1, "scheduler": "euler-a", "dtype": "float32", "texture_size": 64, "refine_steps": 1},
+        stages={}, stage_peaks_gib={}, total_s=m.job_s, peak_gib=None, runs=1, faces_extracted=1, faces_textured=1,
+        psnr_before=None, psnr_after=None, load_s=1.0, server=[asdict(m)])
+    assert f"imesh serve, 1 worker: ready in {m.ready_s:.1f} s" in format_report(report)
 
 
 def test_server_workers_must_be_counts(capsys):
     assert run(["bench", "--server-workers", "1,x", "--device", "cpu"]) == 2
     assert "--server-workers takes worker counts like 1,2" in capsys.readouterr().err
-
-
-def _report(data: dict):
-    from instantmesh_cli.bench import BenchReport
-
-    return BenchReport(**data)
 
 
 def test_report_text_has_every_stage(served, capsys):
