@@ -54,7 +54,7 @@ def main() -> None:
     from instantmesh_cli.bench import sample_image
 
     work = opts.keep or Path(tempfile.mkdtemp(prefix="imesh-ray-overhead-"))
-    weights = Path(os.environ.get("IMESH_CACHE_DIR", Path.home() / ".cache" / "imesh")) / "bench-random-weights"
+    weights = settings.cache_dir() / "bench-random-weights"  # where imesh bench --random-weights writes them
     random_weights.write_random_weights(weights, settings.DEFAULT_VARIANT, device="cuda" if torch.cuda.is_available() else "cpu")
     photos = work / "in"
     photos.mkdir(parents=True, exist_ok=True)
