@@ -13,12 +13,8 @@ import warnings
 from typing import Sequence
 
 from instantmesh_cli.bytecode import redirect_bytecode_if_needed
-from instantmesh_cli.lean_imports import skip_unused_optional_packages
 
-# First, before any library is imported: read-only installs get cached bytecode too, and
-# diffusers does not pull in peft (LoRA), which imesh never uses.
-redirect_bytecode_if_needed()
-skip_unused_optional_packages()
+redirect_bytecode_if_needed()  # first, before any library is imported: read-only installs get cached bytecode too
 
 import typer  # noqa: E402
 
