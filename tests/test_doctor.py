@@ -41,7 +41,7 @@ def test_doctor_reports_everything_and_warns_about_missing_cuda(fresh_cache, fak
     monkeypatch.setenv(settings.revision_env_var(settings.ZERO123PLUS_REPO), served)
     fake_hub.clear_log()
     code, checks = _report(capsys)
-    for name in ("python", "torch", "cuda", "nvdiffrast", "onnxruntime", "rembg model", "hub", "hf_xet",
+    for name in ("python", "bytecode", "torch", "cuda", "nvdiffrast", "onnxruntime", "rembg model", "hub", "hf_xet",
                  "weights shared", "hub cache", "imesh cache", "offline mode",
                  *(f"weights {v}" for v in settings.VARIANTS)):
         assert name in checks, name
@@ -162,3 +162,22 @@ def test_a_crashing_probe_becomes_a_failure_line(monkeypatch):
 def test_nvdiffrast_rasterizes_the_test_triangle():
     covered = doctor.rasterize_test_triangle("cuda")
     assert abs(covered - 0.32) < 0.05
+
+
+def test_bytecode_line_names_the_variable_that_makes_every_start_compile(tmp_path, monkeypatch):
+    from instantmesh_cli import bytecode, doctor
+
+    bare = tmp_path / "torch"
+    (bare / "__pycache__").mkdir(parents=True)
+    monkeypatch.setattr(bytecode, "_package_folder", lambda name: bare)
+    monkeypatch.setattr(sys, "pycache_prefix", None)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    check = doctor.check_bytecode()
+    assert check.status == doctor.WARN and "PYTHONDONTWRITEBYTECODE" in check.detail and "unset" in check.fix
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    assert doctor.check_bytecode().status == doctor.OK
+    (bare / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"")
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # compiled already: nothing to write, nothing lost
+    assert doctor.check_bytecode().status == doctor.OK
+    monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path / "prefix"))
+    assert str(tmp_path / "prefix") in doctor.check_bytecode().detail

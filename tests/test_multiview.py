@@ -261,7 +261,7 @@ def _traced(pipe, **kw):
 def test_reference_attention_is_wired_into_every_self_attention(pipe):
     trace = _traced(pipe, steps=2, reference_batch=0)
     layers = pipe.store.layers
-    assert len(layers) == 10  # tiny UNet: 3 down + 1 mid + 6 up transformer blocks
+    assert len(layers) == 7  # tiny UNet: 2 down + 1 mid + 4 up transformer blocks (none at the top level)
     assert all(name.endswith("attn1") for name in layers)
     per_step = 2 * len(layers)
     assert len(trace) == 2 * per_step
@@ -274,9 +274,9 @@ def test_reference_attention_is_wired_into_every_self_attention(pipe):
         # every read attends to the reference tokens its layer wrote in the same step
         assert all(reads[name][1] == writes[name] > 0 for name in layers)
         assert all(reads[name][0] == 6 * writes[name] for name in layers)  # 24x16 latent vs 8x8 reference tokens
-    # the level-0 token counts: 24*16 own tokens, 8*8 reference tokens
+    # the first attention level's token counts (the tiny UNet's level 1): 12*8 own tokens, 4*4 reference tokens
     first = {name: (own, ref) for name, mode, batch, own, ref in trace[:per_step] if mode == READ}
-    assert first["down_blocks.0.attentions.0.transformer_blocks.0.attn1"] == (24 * 16, 8 * 8)
+    assert first["down_blocks.1.attentions.0.transformer_blocks.0.attn1"] == (12 * 8, 4 * 4)
 
 
 def test_batched_write_passes_are_traced_once_per_chunk(pipe):
@@ -637,7 +637,7 @@ def test_matches_an_independent_implementation_of_the_released_flow(pipe, tiny_f
 
 def test_fused_qkv_projection_gives_the_same_result(tiny_folder, white_bin, pipe):
     fused = Zero123PlusPipeline.from_folder(tiny_folder, unet_weights=white_bin, dtype="fp32", fuse_qkv=True)
-    attn = fused.components.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    attn = fused.components.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn1
     assert attn.fused_projections and attn.to_qkv.weight.shape[0] == 3 * attn.to_q.weight.shape[0]
     image = _photo(9)
     a = pipe.generate_latents(image, steps=2, height=GRID_H, width=GRID_W)
