@@ -96,7 +96,12 @@ def test_two_node_cluster_batch_with_broken_inputs_and_a_killed_actor(tiny_weigh
         )
         lines = [proc.stdout.readline()]
         assert lines[0], proc.stderr.read()
-        # Kill an actor that is in the middle of the batch (each holds up to three rows).
+        # Once each node has finished a row (so "both nodes did work" cannot hinge on which actor
+        # dies first), kill an actor that is in the middle of the batch (each holds up to three rows).
+        while {r["node"] for r in map(json.loads, lines) if r["status"] == "ok"} != set(cluster.nodes):
+            line = proc.stdout.readline()
+            assert line and len(lines) < 12, (lines, proc.stderr.read() if not line else "")
+            lines.append(line)
         actors = cluster.actor_processes("ChainActor")
         assert len(actors) == 2, [a.cmdline() for a in cluster.actor_processes("")]
         victim = actors[0]
