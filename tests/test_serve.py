@@ -400,7 +400,7 @@ def test_ctrl_c_in_generate_cancels_its_jobs_on_the_server(server, tiny, tmp_pat
             return [j for j in c.get("/v1/jobs").json() if j["name"].startswith("i")]
 
         while left() or c.get("/v1/metrics").json()["running"]:
-            assert time.monotonic() < deadline, left()
+            assert time.monotonic() < deadline, (left(), c.get("/v1/metrics").json(), err, server.err[-20:])
             time.sleep(0.2)  # none of its jobs is kept, and none still runs for nobody
         assert c.get("/v1/metrics").json()["totals"]["cancelled"] >= 1
 

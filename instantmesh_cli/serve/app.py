@@ -198,7 +198,9 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
         name = clean_name(names.get("name") or filename)
         stem = check_stem(names["stem"]) if names.get("stem") else default_stem(name)
         await run_in_threadpool(_check_image, data, name)
-        job = table.submit(data, name, stem, options, fmt)
+        # In a thread: the pool's lock may be held a moment by its collector (a worker restarting,
+        # results being filed), and the event loop must keep serving events and DELETEs meanwhile.
+        job = await run_in_threadpool(table.submit, data, name, stem, options, fmt)
         return JSONResponse(links(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
     @v1.get("/jobs", summary="Every job the server holds (queued, running, and finished ones within the TTL)")
