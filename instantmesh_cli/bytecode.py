@@ -20,7 +20,7 @@ from pathlib import Path
 PROBE_PACKAGE = "torch"
 
 
-def _package_folder(name: str) -> Path | None:
+def package_folder(name: str) -> Path | None:
     try:
         spec = importlib.util.find_spec(name)  # finds the folder without importing the package
     except (ImportError, ValueError):
@@ -47,7 +47,7 @@ def redirect_bytecode_if_needed(cache_root: Path | None = None) -> Path | None:
     """
     if sys.pycache_prefix is not None or sys.dont_write_bytecode:
         return None
-    folder = _package_folder(PROBE_PACKAGE)
+    folder = package_folder(PROBE_PACKAGE)
     if folder is None or bytecode_is_cached_in_place(folder):
         return None
     if cache_root is None:

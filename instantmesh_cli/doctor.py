@@ -89,11 +89,11 @@ def check_bytecode() -> Check:
     """Whether new imesh processes read compiled bytecode for their libraries or compile them again."""
     from instantmesh_cli import bytecode
 
-    folder = bytecode._package_folder(bytecode.PROBE_PACKAGE)
+    folder = bytecode.package_folder(bytecode.PROBE_PACKAGE)
     if folder is None:
         return Check("bytecode", WARN, f"{bytecode.PROBE_PACKAGE} is not installed; nothing to check")
     if sys.pycache_prefix is not None:
-        return Check("bytecode", OK, f"kept in {sys.pycache_prefix} (the packages' own folders cannot hold it)")
+        return Check("bytecode", OK, f"kept in {sys.pycache_prefix} (sys.pycache_prefix: PYTHONPYCACHEPREFIX, or imesh where site-packages cannot hold it)")
     if bytecode.bytecode_is_cached_in_place(folder) and (any((folder / "__pycache__").glob("*.pyc"))
                                                           or not sys.dont_write_bytecode):
         return Check("bytecode", OK, "cached beside the installed packages")

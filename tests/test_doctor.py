@@ -169,7 +169,7 @@ def test_bytecode_line_names_the_variable_that_makes_every_start_compile(tmp_pat
 
     bare = tmp_path / "torch"
     (bare / "__pycache__").mkdir(parents=True)
-    monkeypatch.setattr(bytecode, "_package_folder", lambda name: bare)
+    monkeypatch.setattr(bytecode, "package_folder", lambda name: bare)
     monkeypatch.setattr(sys, "pycache_prefix", None)
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     check = doctor.check_bytecode()
