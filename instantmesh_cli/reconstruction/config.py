@@ -117,6 +117,13 @@ def _typed(cls, name: str, value: Any, where: str) -> Any:
     return float(value)
 
 
+def _refuse_unknown(cls, data: Mapping[str, Any], where: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown field {where}{unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
 def config_from_dict(data: Mapping[str, Any], base: LRMConfig) -> LRMConfig:
     """``base`` with the fields ``data`` names replaced (``encoder`` likewise, field by field).
 
@@ -125,19 +132,13 @@ def config_from_dict(data: Mapping[str, Any], base: LRMConfig) -> LRMConfig:
     """
     if not isinstance(data, Mapping):
         raise ValueError("the reconstruction config must be a JSON object")
-    known = {f.name for f in fields(LRMConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    _refuse_unknown(LRMConfig, data, "")
     changes = {k: _typed(LRMConfig, k, v, "") for k, v in data.items() if k != "encoder"}
     if changes.get("kind", base.kind) not in ("mesh", "nerf"):
         raise ValueError(f"kind must be 'mesh' or 'nerf', got {changes['kind']!r}")
     encoder = data.get("encoder", {})
     if not isinstance(encoder, Mapping):
         raise ValueError("encoder must be a JSON object")
-    known_enc = {f.name for f in fields(EncoderConfig)}
-    unknown = sorted(set(encoder) - known_enc)
-    if unknown:
-        raise ValueError(f"unknown field encoder.{unknown[0]!r} (known: {', '.join(sorted(known_enc))})")
+    _refuse_unknown(EncoderConfig, encoder, "encoder.")
     enc = replace(base.encoder, **{k: _typed(EncoderConfig, k, v, "encoder.") for k, v in encoder.items()})
     return replace(base, encoder=enc, **changes)
