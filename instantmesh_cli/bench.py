@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from instantmesh_cli import settings
+from instantmesh_cli.bench_server import job_flags, model_flags
 from instantmesh_cli.chain.job import Job, JobInput, JobOutputs
 from instantmesh_cli.chain.models import Models
 from instantmesh_cli.chain.options import PipelineOptions
@@ -325,17 +326,10 @@ def _cold_start(options: PipelineOptions, image, log: Callable[[str], None]) -> 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "sample.png"
         image.save(src)
+        # --no-server: a running `imesh serve` would answer instead of a new process loading its models.
+        # With --compile, a second process: compilation comes from the on-disk caches.
         cmd = [sys.executable, "-m", "instantmesh_cli", "generate", str(src), "-o", str(Path(tmp) / "sample.glb"),
-               "--quiet", "--json", "--model", options.model, "--device", options.device, "--dtype", options.dtype,
-               "--texture-size", str(options.texture_size), "--refine-steps", str(options.refine_steps)]
-        if options.steps:
-            cmd += ["--steps", str(options.steps)]
-        if options.weights_dir:
-            cmd += ["--weights-dir", str(options.weights_dir)]
-        if options.offline:
-            cmd += ["--offline"]
-        if options.compile:
-            cmd += ["--compile"]  # a second process: compilation comes from the on-disk caches
+               "--quiet", "--json", "--no-server", *model_flags(options), *job_flags(options)]
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - start

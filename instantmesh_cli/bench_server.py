@@ -34,7 +34,8 @@ class ServerMeasure:
     images_per_min: float  # one client sending a folder of `images` photos
 
 
-def _model_flags(options: PipelineOptions) -> list[str]:
+def model_flags(options: PipelineOptions) -> list[str]:
+    """The flags that choose the models (`imesh serve` and `imesh generate` take them alike)."""
     flags = ["--model", options.model, "--device", options.device, "--dtype", options.dtype]
     if options.weights_dir:
         flags += ["--weights-dir", str(options.weights_dir)]
@@ -45,7 +46,8 @@ def _model_flags(options: PipelineOptions) -> list[str]:
     return flags
 
 
-def _job_flags(options: PipelineOptions) -> list[str]:
+def job_flags(options: PipelineOptions) -> list[str]:
+    """The flags of one job's settings that the bench varies (`imesh generate` only)."""
     flags = ["--texture-size", str(options.texture_size), "--refine-steps", str(options.refine_steps)]
     if options.steps:
         flags += ["--steps", str(options.steps)]
@@ -99,12 +101,12 @@ def measure_server(options: PipelineOptions, workers: int, image, images: int,
         log(f"imesh serve --workers {workers}: loading")
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "instantmesh_cli", "serve", "--socket", str(socket),
-                                 "--workers", str(workers), "--quiet", *_model_flags(options)],
+                                 "--workers", str(workers), "--quiet", *model_flags(options)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             address = _wait_listening(proc, READY_TIMEOUT_S)
             ready_s = time.perf_counter() - start
-            server = ["--server", address, *_job_flags(options), *_model_flags(options)]
+            server = ["--server", address, *job_flags(options), *model_flags(options)]
             # Every worker's first job pays its one-off costs (graph capture, autotuning): one each, together.
             warm = root / "warm"
             warm.mkdir()
