@@ -240,3 +240,24 @@ def _unique(files: list[HubFile]) -> list[HubFile]:
 def cache_dir() -> Path:
     """imesh's own cache (converted checkpoints, verification stamps, folder views, locks, bytecode)."""
     return Path(os.environ.get("IMESH_CACHE_DIR") or Path.home() / ".cache" / "imesh").expanduser()
+
+
+_TRUE = ("1", "ON", "YES", "TRUE")
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    """``offline`` if given, else ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``.
+
+    Read from the environment on every call (huggingface_hub reads it once, at
+    import), so that ``--offline`` and tests can switch it at any time.
+    """
+    if offline is not None:
+        return offline
+    return any(os.environ.get(var, "").strip().upper() in _TRUE
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def weights_dir_setting(weights_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """``weights_dir``, else ``IMESH_WEIGHTS_DIR``, expanded; ``None`` if neither is set (not checked here)."""
+    value = weights_dir if weights_dir is not None else os.environ.get("IMESH_WEIGHTS_DIR") or None
+    return None if value is None else Path(value).expanduser()

@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from instantmesh_cli import settings
 from instantmesh_cli.hub.errors import MissingWeightsError
-from instantmesh_cli.settings import HubFile
-
-_TRUE = ("1", "ON", "YES", "TRUE")
-
-
-def is_offline(offline: bool | None = None) -> bool:
-    """``offline`` if given, else ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``.
-
-    Read from the environment on every call (huggingface_hub reads it once, at
-    import), so that ``--offline`` and tests can switch it at any time.
-    """
-    if offline is not None:
-        return offline
-    return any(os.environ.get(var, "").strip().upper() in _TRUE
-               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+from instantmesh_cli.settings import HubFile, is_offline  # noqa: F401 - the hub's callers ask for it here
 
 
 def download_command(hub_file: HubFile) -> str:

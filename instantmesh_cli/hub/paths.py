@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from instantmesh_cli.errors import WeightsError
-from instantmesh_cli.settings import cache_dir  # noqa: F401 - hub code asks for it here
+from instantmesh_cli.settings import cache_dir, weights_dir_setting  # noqa: F401 - hub code asks for cache_dir here
 
 # Bounded wait for the Hub's answer to a metadata request (and for `imesh doctor`'s probe).
 DEFAULT_HUB_TIMEOUT_S = 5.0
@@ -32,10 +32,9 @@ def hub_timeout() -> float:
 
 def resolve_weights_dir(weights_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """``weights_dir``, else ``IMESH_WEIGHTS_DIR``; ``None`` if neither is set."""
-    value = weights_dir if weights_dir is not None else os.environ.get("IMESH_WEIGHTS_DIR") or None
-    if value is None:
+    path = weights_dir_setting(weights_dir)
+    if path is None:
         return None
-    path = Path(value).expanduser()
     if not path.is_dir():
         raise WeightsError(f"weights folder {path} does not exist",
                            hint="create it with `imesh download --to DIR` on a connected machine")

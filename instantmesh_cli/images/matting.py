@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from instantmesh_cli.errors import ImeshError, UsageError, WeightsError
+from instantmesh_cli.settings import is_offline, weights_dir_setting
 from instantmesh_cli.images.loading import _reason
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -71,11 +72,8 @@ def rembg_files(model: str) -> list[Path]:
 
 def _weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path | None:
     # Lookup only: a folder that does not exist is reported by the weights code, not here.
-    value = weights_dir if weights_dir is not None else os.environ.get("IMESH_WEIGHTS_DIR") or None
-    if value is None:
-        return None
-    path = Path(value).expanduser()
-    return path if path.is_dir() else None
+    path = weights_dir_setting(weights_dir)
+    return path if path is not None and path.is_dir() else None
 
 
 def find_matting_model(model: str = DEFAULT_MATTING_MODEL, *,
@@ -140,10 +138,6 @@ def _download_url(session_class) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def _usable_session(cls) -> bool:
     name = cls.name()
     if name.endswith("_custom"):
@@ -169,7 +163,7 @@ class BackgroundRemover:
     def __init__(self, model: str = DEFAULT_MATTING_MODEL, *, offline: bool | None = None,
                  weights_dir: str | os.PathLike[str] | None = None):
         self.model = model
-        self.offline = _offline() if offline is None else offline
+        self.offline = is_offline(offline)
         self.weights_dir = weights_dir
         self._session = None
         self._lock = threading.Lock()
