@@ -30,12 +30,16 @@ def package_folder(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def has_bytecode(folder: Path) -> bool:
+    """Whether ``folder``'s ``__pycache__`` already holds compiled modules."""
+    cache = folder / "__pycache__"
+    return cache.is_dir() and any(cache.glob("*.pyc"))
+
+
 def bytecode_is_cached_in_place(folder: Path) -> bool:
     """Whether Python can keep ``folder``'s bytecode in its own ``__pycache__`` (or already has)."""
     cache = folder / "__pycache__"
-    if cache.is_dir():
-        return any(cache.glob("*.pyc")) or os.access(cache, os.W_OK)
-    return os.access(folder, os.W_OK)
+    return has_bytecode(folder) or os.access(cache if cache.is_dir() else folder, os.W_OK)
 
 
 def redirect_bytecode_if_needed(cache_root: Path | None = None) -> Path | None:
