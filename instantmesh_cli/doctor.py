@@ -93,7 +93,8 @@ def check_bytecode() -> Check:
     if folder is None:
         return Check("bytecode", WARN, f"{bytecode.PROBE_PACKAGE} is not installed; nothing to check")
     if sys.pycache_prefix is not None:
-        return Check("bytecode", OK, f"kept in {sys.pycache_prefix} (sys.pycache_prefix: PYTHONPYCACHEPREFIX, or imesh where site-packages cannot hold it)")
+        return Check("bytecode", OK, f"kept in {sys.pycache_prefix} (sys.pycache_prefix: PYTHONPYCACHEPREFIX, "
+                     "or imesh where site-packages cannot hold it)")
     if bytecode.has_bytecode(folder) or (not sys.dont_write_bytecode and bytecode.bytecode_is_cached_in_place(folder)):
         return Check("bytecode", OK, "cached beside the installed packages")
     # Measured on the H200 machine's image, which sets it: 28.7 s to a first GLB, 18.1 s without it.
