@@ -18,18 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
-import httpx2 as httpx
-
 from instantmesh_cli.errors import ImeshError, UsageError
 from instantmesh_cli.serve.address import TOKEN_ENV, Address, default_socket, parse_server
+from instantmesh_cli.serve.wire import TRANSPORT_ERRORS, Response, Wire, multipart
 
 if TYPE_CHECKING:
     from instantmesh_cli.chain.job import Job
     from instantmesh_cli.chain.options import PipelineOptions
 
 ProgressFn = Callable[[str, int, "int | None"], None]
-_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
-_EVENT_TIMEOUT = httpx.Timeout(60.0, connect=5.0, read=120.0)  # the server writes a heartbeat every few seconds
+_EVENT_TIMEOUT_S = 120.0  # the server writes a heartbeat every few seconds
 
 
 class Refused(ImeshError):
@@ -45,58 +43,52 @@ class ServerClient:
 
     def __init__(self, address: Address, token: str | None = None):
         self.address = address
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if address.path is not None:
-            transport, base = httpx.HTTPTransport(uds=str(address.path)), "http://imesh"
-        else:
-            transport, base = httpx.HTTPTransport(), address.url
-        # trust_env off: a proxy from the environment must not carry photos meant for a local server.
-        self.http = httpx.Client(transport=transport, base_url=base, headers=headers, timeout=_TIMEOUT, trust_env=False)
+        # No proxy is ever consulted: one from the environment must not carry photos meant for a local server.
+        self.wire = Wire(address, {"Authorization": f"Bearer {token}"} if token else {})
 
     def close(self) -> None:
-        self.http.close()
+        self.wire.close()
 
-    def _check(self, response: httpx.Response) -> httpx.Response:
-        if response.status_code >= 400:
+    @staticmethod
+    def _check(response: Response) -> Response:
+        if response.status >= 400:
             try:
                 message = response.json().get("error") or response.text
             except (ValueError, AttributeError):
-                message = response.text.strip() or response.reason_phrase
-            raise Refused(str(message), response.status_code)
+                message = response.text.strip() or response.reason
+            raise Refused(str(message), response.status)
         return response
 
     def health(self) -> dict:
         """The server's health body (also when it answers 503: draining, no worker ready)."""
-        response = self.http.get("/v1/health")
-        if response.status_code == 503:
+        response = self.wire.request("GET", "/v1/health")
+        if response.status == 503:
             return response.json()
         return self._check(response).json()
 
     def submit(self, data: bytes, *, name: str, stem: str, fields: Mapping[str, str]) -> dict:
-        files = {"image": (name, data, "application/octet-stream")}
-        body = {**fields, "name": name, "stem": stem}
-        return self._check(self.http.post("/v1/jobs", files=files, data=body)).json()
+        body, content_type = multipart({**fields, "name": name, "stem": stem}, "image", name, data)
+        return self._check(self.wire.request("POST", "/v1/jobs", body=body, content_type=content_type)).json()
 
     def status(self, job_id: str) -> dict:
-        return self._check(self.http.get(f"/v1/jobs/{job_id}")).json()
+        return self._check(self.wire.request("GET", f"/v1/jobs/{job_id}")).json()
 
     def events(self, job_id: str) -> Iterator[dict]:
         """The job's status each time it changes, the last one finished."""
-        with self.http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=_EVENT_TIMEOUT) as response:
-            if response.status_code >= 400:
-                response.read()
-                self._check(response)
-            for line in response.iter_lines():
-                if line.strip():
-                    yield json.loads(line)
+        error, lines = self.wire.stream_lines(f"/v1/jobs/{job_id}/events", timeout=_EVENT_TIMEOUT_S)
+        if error is not None:
+            self._check(error)
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
 
     def download(self, job_id: str, name: str) -> bytes:
-        return self._check(self.http.get(f"/v1/jobs/{job_id}/files/{name}")).content
+        return self._check(self.wire.request("GET", f"/v1/jobs/{job_id}/files/{name}")).body
 
     def delete(self, job_id: str) -> None:
         try:
-            self.http.delete(f"/v1/jobs/{job_id}", timeout=10.0)
-        except httpx.HTTPError:
+            self.wire.request("DELETE", f"/v1/jobs/{job_id}", timeout=10.0)
+        except TRANSPORT_ERRORS:
             pass  # the server forgets it after its TTL anyway
 
 
@@ -151,7 +143,7 @@ def connect(server: str | None, options: "PipelineOptions", *, note: Callable[[s
             raise ImeshError(f"imesh server at {address.url}: {exc}") from None
         note(f"the server at {address.url} refused: {exc}; running here")
         return None
-    except (httpx.HTTPError, OSError, ValueError) as exc:
+    except (*TRANSPORT_ERRORS, ValueError) as exc:
         client.close()
         if explicit:
             raise ImeshError(f"cannot reach the imesh server at {address.url}: {_reason(exc)} "
@@ -230,7 +222,7 @@ class RemoteBatch:
             status = self.client.submit(data, name=sent_name, stem=stem, fields=fields)
         except Refused as exc:
             return self._failed(job, str(exc), sent_name)
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             return self._failed(job, f"the server stopped answering: {_reason(exc)}", sent_name)
         job_id = status["id"]
         with self._lock:
@@ -255,7 +247,7 @@ class RemoteBatch:
             self._settle(job, status, sent_name)
         except Refused as exc:
             return self._failed(job, str(exc), sent_name)
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             return self._failed(job, f"lost the server mid-job: {_reason(exc)}", sent_name)
         finally:
             with self._lock:
