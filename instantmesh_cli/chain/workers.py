@@ -10,13 +10,16 @@ paths out: workers write outputs themselves, atomically) and come back detached.
 Faults: a worker that dies (out of memory, SIGKILL) is restarted and its unfinished jobs
 are sent again once; a job whose worker dies twice fails with a one-line error. The other
 workers go on. :meth:`WorkerPool.close` drains (running jobs finish) unless told not to.
+
+This module is the parent side (the pool, its tickets and slots); what runs inside a worker
+process is in :mod:`~instantmesh_cli.chain.worker_process`, and ``parse_gpus`` (still
+importable from here) in :mod:`~instantmesh_cli.chain.gpus`.
 """
 
 from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
-import os
 import queue
 import threading
 import time
@@ -24,6 +27,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from instantmesh_cli.chain.gpus import parse_gpus  # noqa: F401 - re-exported: cli/generate.py and the tests import it from here
+from instantmesh_cli.chain.worker_process import _worker_main
 from instantmesh_cli.errors import ImeshError
 
 if TYPE_CHECKING:
@@ -37,122 +42,6 @@ PoolProgress = Callable[[int, str, int, "int | None"], None]
 PER_WORKER_IN_FLIGHT = 2
 MAX_ATTEMPTS = 2  # a job is tried on a fresh worker once more when its worker dies
 MAX_RESTARTS = 5  # a worker that keeps dying is given up
-
-
-def parse_gpus(spec: str | None, *, available: int | None = None) -> list[str]:
-    """``all`` / ``0,1`` / ``2`` (the first N) → ["cuda:0", ...]; a one-line usage error otherwise."""
-    from instantmesh_cli.errors import UsageError
-
-    if spec is None:
-        return []
-    if available is None:
-        import torch
-
-        available = torch.cuda.device_count()
-    text = spec.strip().lower()
-    if text == "all":
-        ids = list(range(available))
-    elif "," in text or text.startswith("cuda"):
-        try:
-            ids = [int(part.replace("cuda:", "")) for part in text.split(",") if part]
-        except ValueError:
-            raise UsageError(f"--gpus {spec!r}: use all, a count (2) or GPU ids (0,1)") from None
-    else:
-        try:
-            ids = list(range(int(text)))
-        except ValueError:
-            raise UsageError(f"--gpus {spec!r}: use all, a count (2) or GPU ids (0,1)") from None
-    if not ids:
-        raise UsageError(f"--gpus {spec}: this machine has no CUDA GPU" if available == 0 else f"--gpus {spec}: no GPU chosen")
-    wrong = [i for i in ids if not 0 <= i < available]
-    if wrong:
-        raise UsageError(f"--gpus {spec}: GPU {wrong[0]} does not exist (this machine has {available})")
-    if len(set(ids)) != len(ids):
-        raise UsageError(f"--gpus {spec}: a GPU is named twice")
-    return [f"cuda:{i}" for i in ids]
-
-
-# --------------------------------------------------------------------------- the worker process
-
-
-def _stop_with_parent(parent: int) -> None:
-    """A worker whose parent is gone (killed without a word) exits instead of waiting for jobs forever."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(0)
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _worker_main(slot: int, device: str, options: "PipelineOptions", plan_name: str, overlap: bool, inbox, outbox) -> None:
-    """Entry point of a worker process: load, report ready, run jobs until the sentinel."""
-    import signal
-
-    from instantmesh_cli.chain import stages
-    from instantmesh_cli.chain.models import Models
-    from instantmesh_cli.chain.run import BatchRunner
-
-    # The parent alone decides when workers stop: a Ctrl-C at the terminal goes to the
-    # parent's process group, not here. SIGTERM from the parent unwinds like Ctrl-C, so an
-    # output being written is removed, not left half-written.
-    if hasattr(os, "setpgrp"):
-        os.setpgrp()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    threading.Thread(target=_stop_with_parent, args=(os.getppid(),), daemon=True).start()
-    plan = getattr(stages, plan_name)
-    try:
-        models = Models(options.replace(device=device))
-        started = time.perf_counter()
-        for stage in plan:
-            if stage.name == "load":
-                stage.run(models, None)
-        outbox.put(("ready", slot, os.getpid(), time.perf_counter() - started))
-    except KeyboardInterrupt:
-        return
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
-        outbox.put(("broken", slot, os.getpid(), stages.describe(exc)))
-        return
-
-    ids: dict[int, int] = {}  # id(job) -> the parent's job id
-
-    def jobs():
-        while True:
-            message = inbox.get()
-            if message is None:
-                return
-            job_id, job = message
-
-            def progress(stage: str, done: int, total: int | None, _id=job_id) -> None:
-                outbox.put(("progress", slot, _id, (stage, done, total)))
-
-            job.progress = progress
-            job.options = job.options.replace(device=device)
-            ids[id(job)] = job_id
-            yield job
-
-    cuda = models.device.type == "cuda"
-
-    def done(job: "Job") -> None:
-        outbox.put(("done", slot, ids.pop(id(job)), job.detached()))
-        if cuda:
-            # Read here, in the process that owns the device: the parent holds no CUDA context.
-            import torch
-
-            outbox.put(("memory", slot, os.getpid(), {
-                "allocated_bytes": torch.cuda.memory_allocated(models.device),
-                "reserved_bytes": torch.cuda.memory_reserved(models.device),
-                "peak_allocated_bytes": torch.cuda.max_memory_allocated(models.device),
-            }))
-
-    try:
-        BatchRunner(models, plan, overlap=overlap).run(jobs(), done)
-    except KeyboardInterrupt:
-        pass
-
 
 # --------------------------------------------------------------------------- the parent side
 
