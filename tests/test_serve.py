@@ -219,6 +219,12 @@ def test_bad_requests_get_one_line_4xx_and_the_server_keeps_serving(server, tmp_
         assert c.get(f"/v1/jobs/{done['id']}/views.png").content[:8] == b"\x89PNG\r\n\x1a\n"
         assert c.get(f"/v1/jobs/{done['id']}/cutout.png").status_code == 200
         assert "preview=true" in one_line_error(c.get(f"/v1/jobs/{done['id']}/preview.png"), 404)
+        bare = c.post("/v1/jobs?" + "&".join(f"{k}={v}" for k, v in CHEAP.items()) + "&save-views=false&save_cutout=0",
+                      content=src.read_bytes())
+        lean = wait_done(c, bare.json()["id"])
+        assert [f["kind"] for f in lean["files"]] == ["mesh"]
+        assert "save-views=true" in one_line_error(c.get(f"/v1/jobs/{lean['id']}/views.png"), 404)
+        assert "save-cutout=true" in one_line_error(c.get(f"/v1/jobs/{lean['id']}/cutout.png"), 404)
         one_line_error(c.get(f"/v1/jobs/{done['id']}/files/..%2F..%2Fetc%2Fpasswd"), 404)
         assert c.delete(f"/v1/jobs/{done['id']}").json()["deleted"] is True
         one_line_error(c.get(f"/v1/jobs/{done['id']}/mesh"), 404)
@@ -457,11 +463,18 @@ def test_api_fields_are_generates_flags_with_its_defaults(capsys):
     assert all(f"--{name}" in text for name in fields())
     server = PipelineOptions(device="cpu")
     defaults = {f.param: f.default for f in fields().values()}
-    options, fmt, _ = job_options(fields_from_params(defaults), server, device_type="cpu")
-    assert options == pipeline_options(device="cpu") and fmt == "glb"
-    sent = fields_from_params({**defaults, "steps": 30, "texture": False, "uv": "xatlas", "min_psnr": 20.5})
-    options, _, _ = job_options(sent, server, device_type="cpu")
-    assert (options.steps, options.texture, options.uv_method, options.min_psnr) == (30, False, "xatlas", 20.5)
+    plain = job_options(fields_from_params(defaults), server, device_type="cpu")
+    assert plain.options == pipeline_options(device="cpu") and plain.fmt == "glb"
+    # generate's client keeps on the server only what its own flags write.
+    assert (plain.save_views, plain.save_cutout) == (False, False)
+    sent = fields_from_params({**defaults, "steps": 30, "texture": False, "uv": "xatlas", "min_psnr": 20.5,
+                               "save_views": True})
+    job = job_options(sent, server, device_type="cpu")
+    assert (job.options.steps, job.options.texture, job.options.uv_method, job.options.min_psnr) == (30, False, "xatlas", 20.5)
+    assert (job.save_views, job.save_cutout) == (True, False)
+    # An API client that says nothing gets both kept (the web page shows them).
+    bare = job_options({"seed": "3"}, server, device_type="cpu")
+    assert (bare.save_views, bare.save_cutout, bare.options.seed) == (True, True, 3)
 
 
 def test_tcp_beyond_loopback_needs_a_token(tiny):

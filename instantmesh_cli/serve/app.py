@@ -16,7 +16,8 @@ import json
 import logging
 import zipfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -194,13 +195,14 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
             data = body
         if not data:
             raise JobError("no image: send it as a multipart file field named 'image', or as the raw request body", 422)
-        options, fmt, names = job_options(raw, service.options, device_type=service.device_type)
-        name = clean_name(names.get("name") or filename)
-        stem = check_stem(names["stem"]) if names.get("stem") else default_stem(name)
+        sent = job_options(raw, service.options, device_type=service.device_type)
+        name = clean_name(sent.name or filename)
+        stem = check_stem(sent.stem) if sent.stem else default_stem(name)
         await run_in_threadpool(_check_image, data, name)
         # In a thread: the pool's lock may be held a moment by its collector (a worker restarting,
         # results being filed), and the event loop must keep serving events and DELETEs meanwhile.
-        job = await run_in_threadpool(table.submit, data, name, stem, options, fmt)
+        job = await run_in_threadpool(table.submit, data, name, stem, sent.options, sent.fmt,
+                                      keep_views=sent.save_views, keep_cutout=sent.save_cutout)
         return JSONResponse(links(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
     @v1.get("/jobs", summary="Every job the server holds (queued, running, and finished ones within the TTL)")
@@ -253,22 +255,24 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
         return Response(data, media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{job.stem}.zip"'})
 
-    @v1.get("/jobs/{job_id}/views.png", summary="The six generated views as a 3×2 grid")
-    async def views(job_id: str):
+    def _kept(job_id: str, path_of: Callable[["ServerJob"], Path], what: str, field: str) -> FileResponse:
         job = table.get(job_id)
-        return _file(job, job.views_path.name)
+        path = path_of(job)
+        if job.state == "done" and not path.exists():
+            raise JobError(f"job {job.id} has no {what}; submit it with {field}", 404)
+        return _file(job, path.name)
 
-    @v1.get("/jobs/{job_id}/cutout.png", summary="The background-free, recentred input")
+    @v1.get("/jobs/{job_id}/views.png", summary="The six generated views as a 3×2 grid (unless save-views=false)")
+    async def views(job_id: str):
+        return _kept(job_id, lambda job: job.views_path, "views", "save-views=true")
+
+    @v1.get("/jobs/{job_id}/cutout.png", summary="The background-free, recentred input (unless save-cutout=false)")
     async def cutout(job_id: str):
-        job = table.get(job_id)
-        return _file(job, job.cutout_path.name)
+        return _kept(job_id, lambda job: job.cutout_path, "cut-out", "save-cutout=true")
 
     @v1.get("/jobs/{job_id}/preview.png", summary="The preview sheet (jobs submitted with preview=true)")
     async def preview(job_id: str):
-        job = table.get(job_id)
-        if job.state == "done" and not job.preview_path.exists():
-            raise JobError(f"job {job.id} has no preview; submit it with preview=true", 404)
-        return _file(job, job.preview_path.name)
+        return _kept(job_id, lambda job: job.preview_path, "preview", "preview=true")
 
     @v1.delete("/jobs/{job_id}", summary="Cancel a job (a queued one never runs) and delete its results")
     async def delete(job_id: str):

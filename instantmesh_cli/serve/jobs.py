@@ -177,7 +177,8 @@ class JobTable:
             pass
 
     # ------------------------------------------------------------------ jobs
-    def submit(self, data: bytes, name: str, stem: str, options: "PipelineOptions", fmt: str) -> ServerJob:
+    def submit(self, data: bytes, name: str, stem: str, options: "PipelineOptions", fmt: str, *,
+               keep_views: bool = True, keep_cutout: bool = True) -> ServerJob:
         from instantmesh_cli.chain.job import Job, JobInput, JobOutputs, derive_seed
         from instantmesh_cli.errors import ImeshError
 
@@ -194,8 +195,9 @@ class JobTable:
                             folder / f"{stem}_cutout.png", folder / f"{stem}_preview.png")  # the preview stage's name
             self._jobs[job_id] = job
         work = Job(name=name, inputs=[JobInput(label=name, data=data)], seed=derive_seed(options.seed, name),
-                   options=options, outputs=JobOutputs(mesh=job.mesh_path, mesh_format=fmt, views=job.views_path,
-                                                       cutout=job.cutout_path),
+                   options=options, outputs=JobOutputs(mesh=job.mesh_path, mesh_format=fmt,
+                                                       views=job.views_path if keep_views else None,
+                                                       cutout=job.cutout_path if keep_cutout else None),
                    progress=lambda stage, done, total: self._progress(job, stage, done, total))
         try:
             future = self.pool.submit(work)
