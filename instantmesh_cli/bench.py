@@ -389,8 +389,11 @@ def format_report(r: BenchReport) -> str:
     for m in r.server or []:
         lines.append(
             f"imesh serve, {m['workers']} worker{'s' * (m['workers'] > 1)}: ready in {m['ready_s']:.1f} s; one "
-            f"`imesh generate` through it {m['call_s']:.3f} s ({m['call_s'] - r.total_s:+.3f} s over in-process warm, "
-            f"job {m['job_s']:.3f} s); batch of {m['images']}: {m['images_per_min']:.1f} images/min"
+            f"`imesh generate` through it {m['call_s']:.3f} s ({m['call_s'] - r.total_s:+.3f} s over in-process warm: "
+            f"job {m['job_s']:.3f} s on the server, client process {m['call_s'] - m['job_s']:.3f} s); "
+            f"batch of {m['images']}: {m['images_per_min']:.1f} images/min"
         )
+        if m.get("job_stages"):
+            lines.append("  job stages: " + ", ".join(f"{k} {v:.3f}" for k, v in m["job_stages"].items()))
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines)

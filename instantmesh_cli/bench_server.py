@@ -30,6 +30,7 @@ class ServerMeasure:
     ready_s: float  # `imesh serve` start → listening (every worker has loaded its models)
     call_s: float  # median wall seconds of one `imesh generate` process through the warm server
     job_s: float  # the same calls' job seconds as the server timed them (its stage sum)
+    job_stages: dict[str, float]  # those jobs' median seconds per stage, to set beside the in-process run's
     images: int
     images_per_min: float  # one client sending a folder of `images` photos
 
@@ -114,18 +115,22 @@ def measure_server(options: PipelineOptions, workers: int, image, images: int,
                 image.save(warm / f"warm_{i}.png")
             log(f"  warm-up ({workers} job{'s' * (workers > 1)})")
             _generate([str(warm), "-o", f"{root}/warm-out/", *server])
-            walls, jobs = [], []
+            walls, jobs, stages = [], [], []
             for k in range(calls):
                 wall, records = _generate([str(single), "-o", str(root / f"call{k}.glb"), *server])
                 walls.append(wall)
                 jobs.append(records[0]["total_seconds"])
+                stages.append(records[0].get("seconds") or {})
                 log(f"  call {k + 1}/{calls}: {wall:.3f} s (job {records[0]['total_seconds']:.3f} s)")
             log(f"  batch of {images}")
             wall, records = _generate([str(folder), "-o", f"{root}/batch-out/", *server])
             if len(records) != images:
                 raise RuntimeError(f"the batch through the server gave {len(records)} results for {images} photos")
+            names = [name for name in stages[0] if all(name in one for one in stages)]
             return ServerMeasure(workers=workers, ready_s=ready_s, call_s=statistics.median(walls),
-                                 job_s=statistics.median(jobs), images=images, images_per_min=60.0 * images / wall)
+                                 job_s=statistics.median(jobs),
+                                 job_stages={n: statistics.median(one[n] for one in stages) for n in names},
+                                 images=images, images_per_min=60.0 * images / wall)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)  # drains: nothing is running by now

@@ -44,11 +44,14 @@ def test_a_real_server_is_started_called_from_new_processes_and_stopped(tmp_path
     m = measure_server(options, 1, sample_image(128), images=2, calls=1)
     assert m.workers == 1 and m.images == 2 and m.ready_s > 0
     assert m.call_s > m.job_s > 0 and m.images_per_min > 0
+    assert {"read", "multiview", "export"} <= set(m.job_stages) and 0 < sum(m.job_stages.values()) <= m.job_s + 1e-3
     report = BenchReport(device="CPU", torch="x", weights="released", settings={
         "model": "m", "steps": 1, "scheduler": "euler-a", "dtype": "float32", "texture_size": 64, "refine_steps": 1},
         stages={}, stage_peaks_gib={}, total_s=m.job_s, peak_gib=None, runs=1, faces_extracted=1, faces_textured=1,
         psnr_before=None, psnr_after=None, load_s=1.0, server=[asdict(m)])
-    assert f"imesh serve, 1 worker: ready in {m.ready_s:.1f} s" in format_report(report)
+    text = format_report(report)
+    assert f"imesh serve, 1 worker: ready in {m.ready_s:.1f} s" in text
+    assert f"client process {m.call_s - m.job_s:.3f} s" in text and f"multiview {m.job_stages['multiview']:.3f}" in text
 
 
 def test_server_workers_must_be_counts(capsys):
