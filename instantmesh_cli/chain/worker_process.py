@@ -33,6 +33,9 @@ def _worker_main(slot: int, device: str, options: "PipelineOptions", plan_name: 
     """Entry point of a worker process: load, report ready, run jobs until the sentinel."""
     import signal
 
+    from instantmesh_cli.startup import prepare_process
+
+    prepare_process()  # a spawned worker starts afresh: before diffusers is imported, as the CLI does
     from instantmesh_cli.chain import stages
     from instantmesh_cli.chain.models import Models
     from instantmesh_cli.chain.run import BatchRunner

@@ -12,9 +12,9 @@ import traceback
 import warnings
 from typing import Sequence
 
-from instantmesh_cli.bytecode import redirect_bytecode_if_needed
+from instantmesh_cli.startup import prepare_process
 
-redirect_bytecode_if_needed()  # first, before any library is imported: read-only installs get cached bytecode too
+prepare_process()  # first, before any library is imported (startup.py says what it saves)
 
 import typer  # noqa: E402
 
