@@ -1,11 +1,14 @@
 """Our CLIP vision tower (multiview/clip_vision.py) against transformers' CLIPVisionModelWithProjection.
 
-transformers is the reference here only.
+transformers is the reference here only; the run path must not import it (last test).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -15,6 +18,8 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from instantmesh_cli.errors import WeightsError
 from instantmesh_cli.multiview.clip_vision import ClipVisionConfig, ClipVisionTower
 from instantmesh_cli.multiview.loading import ZERO123PLUS_VISION_CONFIG, load_vision_tower
+
+from multiview_fixtures import GRID_H, GRID_W, make_tiny_zero123plus, make_white_unet_bin
 
 TINY = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4,
         "image_size": 56, "patch_size": 14, "projection_dim": 16}
@@ -132,3 +137,32 @@ def test_an_old_pickled_checkpoint_with_position_ids_loads(tmp_path):
     with torch.no_grad():
         assert torch.count_nonzero(load_vision_tower(tmp_path)(x)) == 0
 
+
+def test_the_multiview_stage_does_not_import_transformers(tmp_path):
+    """With the empty-prompt embedding given, loading and running the multiview stage leaves transformers unimported."""
+    folder = make_tiny_zero123plus(tmp_path / "zero123plus")
+    white = make_white_unet_bin(tmp_path / "white.bin")
+    code = textwrap.dedent(f"""
+        import sys
+        import torch
+        from PIL import Image
+        from instantmesh_cli.multiview.loading import load_components
+        from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
+
+        c = load_components({str(folder)!r}, dtype=torch.float32, with_text_encoder=False)
+        assert c.text_encoder is None and c.tokenizer is None
+        pipe = Zero123PlusPipeline.from_folder({str(folder)!r}, unet_weights={str(white)!r}, dtype="fp32",
+                                               text_embeds=torch.zeros(1, 77, 32))
+        latents = pipe.generate_latents(Image.new("RGB", (40, 40), (200, 30, 30)), steps=1,
+                                       height={GRID_H}, width={GRID_W})
+        assert torch.isfinite(latents).all()
+        print(sorted(m for m in sys.modules if m == "transformers" or m.startswith("transformers.")))
+
+        # a first run in the same process still gets the text encoder, and diffusers sees transformers again
+        from diffusers.utils import is_transformers_available
+        text_encoder = load_components({str(folder)!r}, dtype=torch.float32).text_encoder
+        print(type(text_encoder).__name__, is_transformers_available())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-2:] == ["[]", "CLIPTextModel True"]

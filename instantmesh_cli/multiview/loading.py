@@ -42,6 +42,7 @@ import torch
 from instantmesh_cli.errors import WeightsError
 from instantmesh_cli.multiview.clip_vision import ClipVisionConfig, ClipVisionTower
 from instantmesh_cli.multiview.conditioning import ImageTransform
+from instantmesh_cli.multiview.diffusers_import import diffusers_model_classes
 
 # The released UNet config (SD2 architecture; reference/zero123plus.md §1). Kept
 # here as a fact: tests build it on the meta device and check the parameter count
@@ -251,7 +252,7 @@ def load_vision_tower(folder: str | Path, dtype: torch.dtype = torch.float32) ->
 
 def build_unet_from_config(config: Mapping[str, Any], *, meta: bool = True) -> Any:
     """A UNet with the given config; on the meta device (no memory) unless ``meta=False``."""
-    from diffusers import UNet2DConditionModel
+    _, UNet2DConditionModel = diffusers_model_classes()
 
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     if meta:
@@ -325,7 +326,7 @@ def _load_components(
     dtype: torch.dtype,
     with_text_encoder: bool = True,
 ) -> Zero123PlusComponents:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    AutoencoderKL, UNet2DConditionModel = diffusers_model_classes()
 
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
