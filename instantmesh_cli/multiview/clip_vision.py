@@ -57,13 +57,13 @@ class ClipVisionConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        for f in fields(self):
+        for f in fields(self):  # f.type is the annotation's text (postponed annotations)
             value = getattr(self, f.name)
             if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ValueError(f"CLIP vision config: {f.name} must be a positive integer, not {value!r}")
         if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
-            raise ValueError(f"CLIP vision config: layer_norm_eps must be a positive number, not {self.layer_norm_eps!r}")
-        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"CLIP vision config: layer_norm_eps must be positive, not {self.layer_norm_eps!r}")
+        if not isinstance(self.hidden_act, str) or self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"CLIP vision config: hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
@@ -101,7 +101,8 @@ class _Embeddings(nn.Module):
         batch, _, height, width = pixel_values.shape
         if height != self.image_size or width != self.image_size:
             # one learned embedding per position: no other size has them
-            raise ValueError(f"CLIP vision tower: input is {height}x{width}, the model takes {self.image_size}x{self.image_size}")
+            size = self.image_size
+            raise ValueError(f"CLIP vision tower: input is {height}x{width}, the model takes {size}x{size}")
         patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))
         tokens = torch.cat([self.class_embedding.expand(batch, 1, -1), patches.flatten(2).transpose(1, 2)], dim=1)
         return tokens + self.position_embedding.weight

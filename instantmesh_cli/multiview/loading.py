@@ -203,10 +203,10 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_strictly(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, assign: bool, what: str) -> None:
-    """``load_state_dict(strict=True)`` with a one-line error (starting ``what``) naming what does not match."""
+def _load_strictly(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, assign: bool, what: str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error (``what``: ...) naming what does not match."""
     expected = set(module.state_dict().keys())
-    given = set(state_dict.keys())
+    given = set(state.keys())
     missing, unexpected = sorted(expected - given), sorted(given - expected)
     if missing or unexpected:
         parts = []
@@ -216,7 +216,7 @@ def _load_strictly(module: torch.nn.Module, state_dict: Mapping[str, torch.Tenso
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         raise WeightsError(f"{what}: {', '.join(parts)} keys")
     try:
-        module.load_state_dict(dict(state_dict), strict=True, assign=assign)
+        module.load_state_dict(dict(state), strict=True, assign=assign)
     except RuntimeError as exc:
         first = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc).splitlines()[0])
         raise WeightsError(f"{what}: {first}") from None
@@ -306,7 +306,7 @@ def _quiet_loading(*, transformers: bool) -> Iterator[None]:
 
     loggers = [dlog]
     # Importing transformers only to silence it would cost what clip_vision.py saves.
-    if transformers or "transformers" in sys.modules:
+    if transformers or sys.modules.get("transformers") is not None:
         from transformers.utils import logging as tlog
 
         loggers.append(tlog)
