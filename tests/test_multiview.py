@@ -9,6 +9,7 @@ from PIL import Image
 
 from instantmesh_cli.errors import UsageError, WeightsError
 from instantmesh_cli.multiview import grid as grid_mod
+from instantmesh_cli.multiview.clip_vision import ClipVisionTower
 from instantmesh_cli.multiview.conditioning import WHITE, ImageTransform, to_rgb
 from instantmesh_cli.multiview.loading import (
     ZERO123PLUS_UNET_CONFIG,
@@ -155,7 +156,7 @@ def test_components_load_one_by_one(tiny_folder, white_bin):
     c = load_components(tiny_folder, unet_weights=white_bin, dtype=torch.float32)
     assert type(c.vae).__name__ == "AutoencoderKL"
     assert type(c.text_encoder).__name__ == "CLIPTextModel"
-    assert type(c.vision_encoder).__name__ == "CLIPVisionModelWithProjection"
+    assert isinstance(c.vision_encoder, ClipVisionTower)  # ours: transformers' output, tests/test_clip_vision.py
     assert type(c.unet).__name__ == "UNet2DConditionModel"
     assert "CLIPTokenizer" in type(c.tokenizer).__name__
     assert c.ramping_coefficients == pytest.approx(ramping_coefficients()) and len(c.ramping_coefficients) == 77

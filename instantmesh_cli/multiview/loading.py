@@ -8,12 +8,15 @@ The folder looks like the ``sudo-ai/zero123plus-v1.2`` snapshot::
     tokenizer/                        transformers CLIPTokenizer (vocab.json, merges.txt, ...)
     unet/                             diffusers UNet2DConditionModel (config.json [+ weights])
     scheduler/scheduler_config.json   EulerAncestralDiscreteScheduler
-    vision_encoder/                   transformers CLIPVisionModelWithProjection
+    vision_encoder/                   CLIPVisionModelWithProjection, read by our own tower (clip_vision.py)
+                                      to spare each process transformers' 1.5-2.5 s import
     feature_extractor_clip/preprocessor_config.json
     feature_extractor_vae/preprocessor_config.json
 
 No pipeline class or code from the Hub is used: each part is built by its library
-class, and the pipeline glue is ours (``pipeline.py``).
+class (the vision encoder by ours), and the pipeline glue is ours (``pipeline.py``).
+transformers is imported only to load the text encoder and tokenizer, which a caller
+with the cached empty-prompt embedding skips (``with_text_encoder=False``).
 
 The InstantMesh white-background UNet (``diffusion_pytorch_model.bin`` of
 TencentARC/InstantMesh) is a plain state dict with exactly the v1.2 UNet's keys
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -36,7 +40,9 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from instantmesh_cli.errors import WeightsError
+from instantmesh_cli.multiview.clip_vision import ClipVisionConfig, ClipVisionTower
 from instantmesh_cli.multiview.conditioning import ImageTransform
+from instantmesh_cli.multiview.diffusers_import import diffusers_model_classes
 
 # The released UNet config (SD2 architecture; reference/zero123plus.md §1). Kept
 # here as a fact: tests build it on the meta device and check the parameter count
@@ -151,7 +157,7 @@ class Zero123PlusComponents:
     text_encoder: Any  # transformers CLIPTextModel; None when the empty-prompt embedding was given
     tokenizer: Any  # transformers CLIPTokenizer; None likewise
     unet: Any  # diffusers UNet2DConditionModel
-    vision_encoder: Any  # transformers CLIPVisionModelWithProjection
+    vision_encoder: ClipVisionTower
     scheduler_config: dict[str, Any]
     clip_transform: ImageTransform
     vae_transform: ImageTransform
@@ -197,10 +203,10 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_unet_state_dict(unet: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, assign: bool) -> None:
-    """``load_state_dict(strict=True)`` with a one-line error naming what does not match."""
-    expected = set(unet.state_dict().keys())
-    given = set(state_dict.keys())
+def _load_strictly(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, assign: bool, what: str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error (``what``: ...) naming what does not match."""
+    expected = set(module.state_dict().keys())
+    given = set(state.keys())
     missing, unexpected = sorted(expected - given), sorted(given - expected)
     if missing or unexpected:
         parts = []
@@ -208,17 +214,45 @@ def load_unet_state_dict(unet: torch.nn.Module, state_dict: Mapping[str, torch.T
             parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        raise WeightsError(f"UNet weights do not match the Zero123++ UNet: {', '.join(parts)} keys")
+        raise WeightsError(f"{what}: {', '.join(parts)} keys")
     try:
-        unet.load_state_dict(dict(state_dict), strict=True, assign=assign)
+        module.load_state_dict(dict(state), strict=True, assign=assign)
     except RuntimeError as exc:
         first = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc).splitlines()[0])
-        raise WeightsError(f"UNet weights do not match the Zero123++ UNet: {first}") from None
+        raise WeightsError(f"{what}: {first}") from None
+
+
+def load_unet_state_dict(unet: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, assign: bool) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error naming what does not match."""
+    _load_strictly(unet, state_dict, assign=assign, what="UNet weights do not match the Zero123++ UNet")
+
+
+# Older transformers saved this (non-persistent since) buffer of 0..positions-1; the tower needs none.
+_VISION_POSITION_IDS = "vision_model.embeddings.position_ids"
+VISION_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # the first the folder has is read
+
+
+def load_vision_tower(folder: str | Path, dtype: torch.dtype = torch.float32) -> ClipVisionTower:
+    """The CLIP vision tower of ``folder/vision_encoder`` in ``dtype``, its weights loaded strictly."""
+    sub = Path(folder) / "vision_encoder"
+    config = ClipVisionConfig.from_dict(_read_json(sub / "config.json"))
+    path = next((sub / name for name in VISION_WEIGHT_FILES if (sub / name).is_file()), None)
+    if path is None:
+        raise WeightsError(
+            f"multiview weights incomplete: {sub} has neither {' nor '.join(VISION_WEIGHT_FILES)}",
+            hint="run `imesh download`",
+        )
+    state = _state_dict_from_file(path)  # safetensors: memory-mapped
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items() if k != _VISION_POSITION_IDS}
+    with torch.device("meta"):
+        tower = ClipVisionTower(config)
+    _load_strictly(tower, state, assign=True, what=f"vision encoder weights {path} do not match its config.json")
+    return tower.eval()
 
 
 def build_unet_from_config(config: Mapping[str, Any], *, meta: bool = True) -> Any:
     """A UNet with the given config; on the meta device (no memory) unless ``meta=False``."""
-    from diffusers import UNet2DConditionModel
+    _, UNet2DConditionModel = diffusers_model_classes()
 
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     if meta:
@@ -252,7 +286,7 @@ def load_components(
     the pipeline only ever encodes the empty prompt, so a caller that has that embedding
     (see :func:`text_encoder_files`) need not load them.
     """
-    with _quiet_loading():
+    with _quiet_loading(transformers=with_text_encoder):
         return _load_components(folder, unet_weights, dtype, with_text_encoder)
 
 
@@ -266,21 +300,24 @@ def text_encoder_files(folder: str | Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """No per-file progress bars from diffusers/transformers: the CLI shows its own progress."""
+def _quiet_loading(*, transformers: bool) -> Iterator[None]:
+    """No per-file progress bars from diffusers (and transformers, when it loads something): the CLI shows its own."""
     from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
 
-    d_on, t_on = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
-    dlog.disable_progress_bar()
-    tlog.disable_progress_bar()
+    loggers = [dlog]
+    # Importing transformers only to silence it would cost what clip_vision.py saves.
+    if transformers or sys.modules.get("transformers") is not None:
+        from transformers.utils import logging as tlog
+
+        loggers.append(tlog)
+    enabled = [log for log in loggers if log.is_progress_bar_enabled()]
+    for log in loggers:
+        log.disable_progress_bar()
     try:
         yield
     finally:
-        if d_on:
-            dlog.enable_progress_bar()
-        if t_on:
-            tlog.enable_progress_bar()
+        for log in enabled:
+            log.enable_progress_bar()
 
 
 def _load_components(
@@ -289,8 +326,7 @@ def _load_components(
     dtype: torch.dtype,
     with_text_encoder: bool = True,
 ) -> Zero123PlusComponents:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+    AutoencoderKL, UNet2DConditionModel = diffusers_model_classes()
 
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
@@ -302,6 +338,8 @@ def _load_components(
     source = {}
     vae = _load("VAE", folder, lambda: AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype))
     if with_text_encoder:
+        from transformers import CLIPTextModel, CLIPTokenizer
+
         text_encoder = _load(
             "text encoder", folder, lambda: CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype)
         )
@@ -310,11 +348,7 @@ def _load_components(
     else:
         text_encoder = tokenizer = None
         positions = _read_json(folder / "text_encoder" / "config.json").get("max_position_embeddings")
-    vision_encoder = _load(
-        "vision encoder",
-        folder,
-        lambda: CLIPVisionModelWithProjection.from_pretrained(folder, subfolder="vision_encoder", dtype=dtype),
-    )
+    vision_encoder = _load("vision encoder", folder, lambda: load_vision_tower(folder, dtype))
     if unet_weights is None:
         unet = _load(
             "UNet", folder, lambda: UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype)
@@ -348,7 +382,7 @@ def _load_components(
         text_encoder=None if text_encoder is None else text_encoder.eval(),
         tokenizer=tokenizer,
         unet=unet,
-        vision_encoder=vision_encoder.eval(),
+        vision_encoder=vision_encoder,
         scheduler_config=scheduler_config,
         clip_transform=clip_transform,
         vae_transform=vae_transform,

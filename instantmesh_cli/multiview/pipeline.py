@@ -333,7 +333,7 @@ class Zero123PlusPipeline:
                 mean, std = self._negative_distribution(vae)
                 latents.insert(0, mean + std * self._draw(mean.shape, generator))
         with self._on_device(c.vision_encoder) as vision:
-            image_embeds = vision(clip_in).image_embeds.unsqueeze(-2)  # (1, 1, D)
+            image_embeds = vision(clip_in).unsqueeze(-2)  # (1, 1, D)
 
         text = self.text_embeddings()
         ramp = image_embeds.new_tensor(c.ramping_coefficients).unsqueeze(-1)  # (77, 1)
