@@ -71,3 +71,21 @@ def test_top_level_help_is_fast_and_grouped():
     assert "─ Make meshes" in page and "─ Set up and check" in page
     assert page.index("generate") < page.index("multiview") < page.index("download") < page.index("bench")
     assert elapsed < 5.0  # a new interpreter included; no torch (tests/test_cli.py checks the imports)
+
+
+def test_a_command_call_builds_only_that_command_and_help_still_lists_all_in_order():
+    import subprocess
+    import sys
+
+    from instantmesh_cli.cli import commands
+    from instantmesh_cli.cli.app import app
+
+    code = ("import sys; from instantmesh_cli.cli import run; run(['generate', '--help']); "
+            "print(sorted(m for m in sys.modules if m.startswith('instantmesh_cli.cli.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert "instantmesh_cli.cli.generate" in loaded
+    assert not any(f"instantmesh_cli.cli.{name}'" in loaded for name in commands.COMMANDS if name != "generate")
+    commands.register("preview")  # one command first, as a process that ran it would
+    commands.register(None)
+    assert [commands._name(info) for info in app.registered_commands] == list(commands.COMMANDS)

@@ -23,8 +23,7 @@ from instantmesh_cli.cli.common import error_line, warn_line
 from instantmesh_cli.cli.signals import Interrupted, stop_on_signals
 from instantmesh_cli.errors import ImeshError
 
-# Each module registers its command(s) on ``app`` when imported.
-from instantmesh_cli.cli import commands  # noqa: F401,E402
+from instantmesh_cli.cli import commands  # noqa: E402
 
 __all__ = ["app", "main", "run"]
 
@@ -58,6 +57,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     options_end = args.index("--") if "--" in args else len(args)
     state.debug = bool(os.environ.get("IMESH_DEBUG")) or "--debug" in args[:options_end]  # per call, never left over
     args = [a for i, a in enumerate(args) if not (a == "--debug" and i < options_end)]
+    commands.register(commands.command_named(args))  # only the command asked for; help and typos get all
     warnings.showwarning = _show_warning
     if not state.debug:
         from instantmesh_cli.quiet import silence_libraries

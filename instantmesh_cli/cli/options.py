@@ -31,6 +31,7 @@ REPORT = "Report"
 
 # Panels of `imesh --help`.
 MAKE = "Make meshes"
+LOOK = "Look at meshes"
 SETUP = "Set up and check"
 
 ModelName = Literal["instant-mesh-large", "instant-mesh-base", "instant-nerf-large", "instant-nerf-base"]

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from instantmesh_cli.cli import options as opt
 from instantmesh_cli.cli.app import app
 from instantmesh_cli.cli.common import console, ensure_writable
 from instantmesh_cli.errors import ImeshError, UsageError
@@ -48,7 +49,7 @@ def check_options(output: str, size: Optional[int], frames: Optional[int], eleva
     return path, kind
 
 
-@app.command()
+@app.command(rich_help_panel=opt.LOOK)
 def preview(
     mesh: str = typer.Argument(
         ..., metavar="MESH",
