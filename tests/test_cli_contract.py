@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+import line_reader
 from test_generate import FAST, assets, photo, served  # noqa: F401 - fixtures
 
 
@@ -140,14 +141,14 @@ def test_signal_stops_cleanly_with_the_finished_jobs_reported(served, tmp_path, 
     out = tmp_path / "out"
     # The tiny reconstruction config lives in this process only: run the child through a
     # small launcher that applies the same monkeypatch-free setting via its weights env.
-    proc = subprocess.Popen(
+    proc = line_reader.start(
         [sys.executable, "-c", _LAUNCHER, "generate", str(folder), "-o", f"{out}/", "--json", "--no-texture", *FAST],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        env=_env(),
     )
-    first = proc.stdout.readline()  # one job finished: now interrupt the batch mid-way
-    assert first, proc.stderr.read()
+    first = line_reader.readline(proc)  # one job finished: now interrupt the batch mid-way
+    assert first, line_reader.stderr_now(proc)
     proc.send_signal(signum)
-    rest, err = proc.communicate(timeout=60)
+    rest, err = line_reader.finish(proc, timeout=60)
     assert proc.returncode == code, err
     records = [json.loads(line) for line in (first + rest).splitlines()]
     done = sorted(p.name for p in out.iterdir())
@@ -168,3 +169,30 @@ settings.FILE_FACTS.clear()
 from instantmesh_cli.cli import run
 sys.exit(run(sys.argv[1:]))
 """
+
+
+def test_a_stop_signal_during_a_jobs_report_waits_for_its_end(capsys):
+    """A Ctrl-C that lands half-way through reporting a job (its summary entry taken, its JSON line
+    not yet written) must not leave a written output without its line: the report finishes first."""
+    import os
+    import signal as signals
+
+    from instantmesh_cli.chain.job import Job, JobInput, JobOutputs
+    from instantmesh_cli.cli.batch import BatchReport
+    from instantmesh_cli.cli.signals import Interrupted, stop_on_signals
+
+    report = BatchReport(2, json_lines=True, quiet=True)
+    job = Job(name="a.png", inputs=[JobInput(label="a.png")], seed=1, outputs=JobOutputs())
+    job.status = "ok"
+
+    class SignalOnWarning(list):
+        def __iter__(self):  # the report reads the warnings between taking the job and writing its line
+            os.kill(os.getpid(), signals.SIGINT)
+            return super().__iter__()
+
+    job.warnings = SignalOnWarning()
+    with stop_on_signals():
+        with pytest.raises(Interrupted):
+            report.done(job)
+    lines = capsys.readouterr().out.splitlines()
+    assert report.finished == [job] and len(lines) == 1 and '"input": "a.png"' in lines[0]

@@ -24,6 +24,7 @@ import pytest
 pytest.importorskip("ray.data", reason="the Ray extra is not installed (pip install 'instantmesh-cli[ray]')")
 
 from ray_cluster import two_node_cluster  # noqa: E402
+import line_reader  # noqa: E402
 from test_generate import FAST, photo  # noqa: E402
 
 ARGS = ["--no-texture", "--no-refine-texture", "--offline", *FAST]
@@ -89,25 +90,25 @@ def test_two_node_cluster_batch_with_broken_inputs_and_a_killed_actor(tiny_weigh
     with two_node_cluster(env) as cluster:
         timings["cluster start"] = time.perf_counter() - started
         started = time.perf_counter()
-        proc = subprocess.Popen(
+        proc = line_reader.start(
             [sys.executable, "-m", "instantmesh_cli", "generate", str(folder), "-o", f"{out}/", "--json",
              "--ray", cluster.address, *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+            env=env, cwd=tmp_path,
         )
-        lines = [proc.stdout.readline()]
-        assert lines[0], proc.stderr.read()
+        lines = [line_reader.readline(proc)]
+        assert lines[0], line_reader.stderr_now(proc)
         # Once each node has finished a row (so "both nodes did work" cannot hinge on which actor
         # dies first), kill an actor that is in the middle of the batch (each holds up to three rows).
         while {r["node"] for r in map(json.loads, lines) if r["status"] == "ok"} != set(cluster.nodes):
-            line = proc.stdout.readline()
-            assert line and len(lines) < 12, (lines, proc.stderr.read() if not line else "")
+            line = line_reader.readline(proc)
+            assert line and len(lines) < 12, (lines, line_reader.stderr_now(proc) if not line else "")
             lines.append(line)
         actors = cluster.actor_processes("ChainActor")
         assert len(actors) == 2, [a.cmdline() for a in cluster.actor_processes("")]
         victim = actors[0]
         victim.send_signal(signal.SIGKILL)
         killed_at = len(lines)
-        rest, err = proc.communicate(timeout=240)
+        rest, err = line_reader.finish(proc, timeout=240)
         timings["ray run (20 inputs)"] = time.perf_counter() - started
         lines += rest.splitlines()
         assert not victim.is_running() or victim.status() == "zombie"

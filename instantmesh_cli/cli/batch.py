@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from instantmesh_cli.cli.common import error_line, warn_line
-from instantmesh_cli.cli.signals import Interrupted
+from instantmesh_cli.cli.signals import Interrupted, signals_held
 
 if TYPE_CHECKING:
     from instantmesh_cli.chain.job import Job
@@ -76,7 +76,13 @@ class BatchReport:
         self.finished: list["Job"] = []
 
     def done(self, job: "Job", extra: dict | None = None) -> None:
-        """Report one finished (or failed, or skipped) job; ``extra`` keys join its JSON object."""
+        """Report one finished (or failed, or skipped) job; ``extra`` keys join its JSON object.
+
+        A stop signal during the report waits for its end: the job is reported whole or not at all."""
+        with signals_held():
+            self._report(job, extra)
+
+    def _report(self, job: "Job", extra: dict | None) -> None:
         from instantmesh_cli.cli.app import state
 
         self.finished.append(job)

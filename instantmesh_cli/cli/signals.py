@@ -18,8 +18,37 @@ class Interrupted(KeyboardInterrupt):
         self.exit_code = 128 + signum
 
 
+class _Held:
+    depth = 0  # main thread only: signal handlers run there
+    pending: int | None = None
+
+
 def _raise(signum: int, frame) -> None:
+    if _Held.depth:
+        _Held.pending = _Held.pending or signum  # raised when the held block ends
+        return
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """A stop signal that arrives in the block is raised when the block ends, not inside it.
+
+    A job's report (its summary entry, warnings, stdout line) runs in one: a Ctrl-C that lands
+    half-way through must not leave a written output without its JSON line. Off the main thread
+    it does nothing, since a signal never interrupts another thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _Held.depth += 1
+    try:
+        yield
+    finally:
+        _Held.depth -= 1
+        if not _Held.depth and _Held.pending is not None:
+            signum, _Held.pending = _Held.pending, None
+            raise Interrupted(signum)
 
 
 @contextlib.contextmanager
@@ -34,3 +63,4 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        _Held.pending = None
