@@ -182,6 +182,9 @@ def test_socket_is_private_and_the_server_answers(server, tiny):
         assert c.get("/v1/health").status_code == 200
         spec = c.get("/openapi.json").json()  # the API documents itself (no token needed to read it)
     assert {"/v1/jobs", "/v1/jobs/{job_id}/events", "/v1/jobs/{job_id}/mesh.zip", "/v1/metrics"} <= set(spec["paths"])
+    documented = json.dumps(spec["paths"]["/v1/jobs"]["post"])
+    assert all(f'"{name}"' in documented for name in ("image", "steps", "save-views", "save-cutout"))
+    assert '"weights-dir"' not in documented  # chosen when the server starts
 
 
 def test_bad_requests_get_one_line_4xx_and_the_server_keeps_serving(server, tmp_path):

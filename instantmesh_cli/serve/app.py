@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from instantmesh_cli import __version__
 from instantmesh_cli.images.loading import pixel_limit
-from instantmesh_cli.serve.fields import FieldError, effective_dtype, fields, job_options
+from instantmesh_cli.serve.fields import KEEP_FIELDS, SERVER_OWNED, FieldError, effective_dtype, fields, job_options
 from instantmesh_cli.serve.jobs import FINISHED, MEDIA_TYPES, JobError, check_stem, clean_name, default_stem
 
 if TYPE_CHECKING:
@@ -65,9 +65,12 @@ def _field_docs() -> dict:
                                                        "(as imesh generate does with the file name); default: the file name"},
              "stem": {"type": "string", "description": "base name of the result files (default: the name's stem)"}}
     for f in fields().values():
-        if f.name in ("low-vram", "compile", "offline", "weights-dir"):
+        if f.name in SERVER_OWNED:
             continue
         props[f.name] = {"type": "string", "description": f"as imesh generate --{f.name}; default: {f.default}"}
+    for name, default in KEEP_FIELDS.items():
+        props[name] = {"type": "string", "description": f"keep this file for fetching (as imesh generate --{name} "
+                                                        f"writes it); default here: {str(default).lower()}"}
     return props
 
 
