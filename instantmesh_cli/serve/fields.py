@@ -189,9 +189,8 @@ def job_options(raw: Mapping[str, Any], server: PipelineOptions, *, device_type:
         raise FieldError(str(exc).replace("--", "")) from None
     options = options.replace(**{f: getattr(server, f) for f in ("model", "device", "dtype", "low_vram", "compile",
                                                                   "offline", "weights_dir")})
-    return JobFields(options, fmt, names.get("name"), names.get("stem"),
-                     save_views=names.get("save-views", KEEP_FIELDS["save-views"]),
-                     save_cutout=names.get("save-cutout", KEEP_FIELDS["save-cutout"]))
+    keep = {name.replace("-", "_"): value for name, value in names.items() if name in KEEP_FIELDS}
+    return JobFields(options, fmt, names.get("name"), names.get("stem"), **keep)  # unsent ones: JobFields' defaults
 
 
 def effective_dtype(name: str | None, device_type: str) -> str:

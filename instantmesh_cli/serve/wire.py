@@ -131,10 +131,8 @@ class Wire:
                 raise
         raise AssertionError("unreachable")
 
-    def request(self, method: str, path: str, *, body: bytes | None = None, content_type: str | None = None,
-                timeout: float = READ_TIMEOUT_S) -> Response:
-        headers = {"Content-Type": content_type} if content_type else {}
-        response = self._send(method, path, body, headers, timeout)
+    def _whole(self, response: http.client.HTTPResponse) -> Response:
+        """The answer read to its end; the connection kept for the next request unless the server closes it."""
         try:
             data = response.read()
         except BaseException:
@@ -144,11 +142,16 @@ class Wire:
             self._drop()
         return Response(response.status, response.reason, data)
 
+    def request(self, method: str, path: str, *, body: bytes | None = None, content_type: str | None = None,
+                timeout: float = READ_TIMEOUT_S) -> Response:
+        headers = {"Content-Type": content_type} if content_type else {}
+        return self._whole(self._send(method, path, body, headers, timeout))
+
     def stream_lines(self, path: str, *, timeout: float) -> "tuple[Response | None, Iterator[bytes]]":
         """GET ``path`` as a stream: (the answer when it is an error, else None; its lines)."""
         response = self._send("GET", path, None, {}, timeout)
         if response.status >= 400:
-            return Response(response.status, response.reason, response.read()), iter(())
+            return self._whole(response), iter(())
 
         def lines() -> Iterator[bytes]:
             finished = False
