@@ -37,3 +37,25 @@ def test_an_already_imported_package_is_left_alone(monkeypatch):
     marker = object()
     monkeypatch.setitem(sys.modules, "peft", marker)
     assert lean_imports.skip_unused_optional_packages() == [] and sys.modules["peft"] is marker
+
+
+def test_a_library_process_with_a_real_style_peft_loads_the_model_classes(tmp_path):
+    # Without imesh's entry point peft stays visible; like the real one, this stand-in imports
+    # transformers at its top. The model classes are imported with transformers hidden, and peft
+    # must be hidden with it: it used to fail there (diffusers wraps the ImportError in a RuntimeError).
+    fake = tmp_path / "site" / "peft"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("import transformers\n__version__ = '0.99.0'\n")
+    info = tmp_path / "site" / "peft-0.99.0.dist-info"  # diffusers asks importlib.metadata whether it is installed
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: peft\nVersion: 0.99.0\n")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path / "site")!r})
+        from instantmesh_cli.multiview.diffusers_import import diffusers_model_classes
+        vae, unet = diffusers_model_classes()
+        print(vae.__name__, unet.__name__, "transformers" in sys.modules, sys.modules.get("peft", "absent") is None)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-800:]
+    assert done.stdout.split() == ["AutoencoderKL", "UNet2DConditionModel", "False", "False"]

@@ -37,7 +37,7 @@ def diffusers_model_classes() -> tuple[type, type]:
                 with _transformers_hidden():
                     for name in _MODULES:
                         importlib.import_module(name)
-            except ImportError:
+            except (ImportError, RuntimeError):  # diffusers' lazy modules wrap an ImportError in a RuntimeError
                 pass  # a diffusers that cannot do without transformers: the plain import below brings it in
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -51,12 +51,19 @@ def _transformers_hidden() -> Iterator[None]:
     if not isinstance(getattr(import_utils, "_transformers_available", None), bool):
         yield  # not the diffusers this was written for: import as it is
         return
-    available = import_utils._transformers_available
-    import_utils._transformers_available = False
-    sys.modules["transformers"] = None  # type: ignore[assignment]  # `import transformers` raises ImportError
+    # peft imports transformers, so it is hidden with it (when something has not imported it already).
+    flags = {flag: getattr(import_utils, flag) for flag in ("_transformers_available", "_peft_available")
+             if isinstance(getattr(import_utils, flag, None), bool)}
+    hidden = [name for name in ("transformers", "peft") if name not in sys.modules]
+    for flag in flags:
+        setattr(import_utils, flag, False)
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
     try:
         yield
     finally:
-        if "transformers" in sys.modules and sys.modules["transformers"] is None:
-            del sys.modules["transformers"]
-        import_utils._transformers_available = available
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+        for flag, value in flags.items():
+            setattr(import_utils, flag, value)
