@@ -117,6 +117,9 @@ class BenchReport:
     psnr_after: float | None
     load_s: float
     first_run_extra_s: float = 0.0  # the first run's time over the warm median: compilation, graph capture, library set-up
+    # Of load_s: the warm-up (compiled packages built or loaded, the CUDA graph captured).
+    warm_up_s: float = 0.0
+    compile_first_calls_s: dict[str, float] | None = None  # --compile: each pass's first call (compilation included)
     baseline: dict[str, float] | None = None
     baseline_peak_gib: float | None = None
     cold_start_s: float | None = None
@@ -260,7 +263,11 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
             faces_textured=measures[-1].faces_textured, psnr_before=measures[-1].psnr_before,
             psnr_after=measures[-1].psnr_after, load_s=load_s, notes=notes,
             first_run_extra_s=sum(first.seconds.values()) - sum(stages.values()),
+            warm_up_s=models.warm_up_s,
         )
+        passes = models.multiview.compiled
+        if passes is not None:
+            report.compile_first_calls_s = dict(passes.stats.first_calls)
         if opts.batch > 0:
             report.batch = _batch_throughput(models, image, opts.batch, log)
         _free(models)
@@ -369,8 +376,12 @@ def format_report(r: BenchReport) -> str:
     peak = "" if r.peak_gib is None else f"{r.peak_gib:.2f}"
     lines.append(f"{'total':<24}{r.total_s:>10.3f}{peak:>10}{'' if base_total is None else f'{base_total:.3f}':>12}{ratio:>10}")
     lines.append("")
-    lines.append(f"faces: {r.faces_extracted} extracted, {r.faces_textured} textured; model load {r.load_s:.1f} s; "
-                 f"first run {r.first_run_extra_s:+.2f} s over warm (compilation, graph capture)")
+    lines.append(f"faces: {r.faces_extracted} extracted, {r.faces_textured} textured; model load {r.load_s:.1f} s "
+                 f"(of which warm-up {r.warm_up_s:.1f} s: compiled passes, CUDA graph); "
+                 f"first run {r.first_run_extra_s:+.2f} s over warm")
+    if r.compile_first_calls_s is not None:
+        calls = ", ".join(f"{k} {v:.1f} s" for k, v in r.compile_first_calls_s.items())
+        lines.append(f"--compile: first call of each pass in this process (compilation included): {calls}")
     if r.psnr_before is not None:
         lines.append(f"refinement PSNR on the input views: {r.psnr_before:.2f} → {r.psnr_after:.2f} dB")
     if r.baseline_peak_gib is not None:
@@ -379,7 +390,8 @@ def format_report(r: BenchReport) -> str:
         parts = ", ".join(f"{k} {v:.1f}" for k, v in (r.cold_start_parts or {}).items())
         lines.append(f"cold start (new process → first GLB, weights cached): {r.cold_start_s:.1f} s ({parts})")
         if r.cold_start_first_run_extra_s is not None:
-            lines.append(f"  its stages {r.cold_start_first_run_extra_s:+.2f} s over warm (what the on-disk caches leave)")
+            lines.append(f"  its stages {r.cold_start_first_run_extra_s:+.2f} s over warm (what the on-disk caches leave"
+                         + (": a second process, its compiled passes loaded from disk)" if r.settings.get("compile") else ")"))
     if r.batch:
         b = r.batch
         lines.append(

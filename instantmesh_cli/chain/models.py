@@ -157,16 +157,12 @@ def load_reconstruction_model(
     )
 
 
-def _persist_compilation() -> None:
-    """Keep torch.compile's artefacts (FX graphs, Triton kernels, autotuning) in imesh's cache,
-    so only the first process on a machine pays the full compilation; later ones read them back."""
-    import os
+def _stderr_notice(message: str) -> None:
+    """Say on stderr what takes long and happens once (compiling for this machine)."""
+    import sys
 
-    from instantmesh_cli.hub import cache_dir
-
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
-    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+    sys.stderr.write(f"imesh: {message}\n")
+    sys.stderr.flush()
 
 
 def folder_lrm_config(name: str, weights_dir: "Path | None" = None, revisions: dict[str, str] | None = None) -> "LRMConfig":
@@ -211,10 +207,15 @@ LOAD_FIELDS = ("model", "device", "dtype", "low_vram", "compile", "offline", "we
 class Models:
     """The models for one set of load options on one device, each loaded once on first use."""
 
-    def __init__(self, options: PipelineOptions = PipelineOptions(), *, download_progress: DownloadProgress | None = None):
+    def __init__(self, options: PipelineOptions = PipelineOptions(), *, download_progress: DownloadProgress | None = None,
+                 notice: Callable[[str], None] | None = None):
         self.options = options.check()
-        if options.compile:
-            _persist_compilation()
+        self.notice = notice or _stderr_notice
+        self.warm_up_s = 0.0  # of the load: compiled packages loaded (or built) and the CUDA graph captured
+        if options.compile:  # before anything imports Inductor, which reads its cache settings once
+            from instantmesh_cli.multiview.compiled import persist_compilation
+
+            persist_compilation()
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
         self.download_progress = download_progress
@@ -239,10 +240,13 @@ class Models:
     def multiview(self) -> "Zero123PlusPipeline":
         if self._multiview is None:
             o = self.options
-            self._multiview = load_multiview_pipeline(
+            pipe = load_multiview_pipeline(
                 device=self.device, dtype=self.dtype, offline=o.offline, weights_dir=o.weights_dir,
-                progress=self.download_progress, low_vram=o.low_vram, compile=o.compile,
+                progress=self.download_progress, low_vram=o.low_vram, compile=o.compile, compile_log=self.notice,
             )
+            # Compiled packages and the CUDA graph for the default job now, so the first job runs at speed.
+            self.warm_up_s = pipe.warm_up(steps=o.steps, guidance=o.guidance, scheduler=o.scheduler)
+            self._multiview = pipe
         return self._multiview
 
     @property

@@ -104,6 +104,9 @@ class PipelineOptions:
             raise UsageError(f"--min-psnr must be positive, got {self.min_psnr}")
         if (self.min_iou is not None or self.min_psnr is not None) and not self.quality:
             raise UsageError("--min-psnr / --min-iou need the quality check; drop --no-quality")
+        if self.compile and self.low_vram:
+            raise UsageError("--compile cannot be combined with --low-vram (the compiled passes use the UNet's "
+                             "weights where they are)")
         if self.dtype not in DTYPES:
             raise UsageError(f"unknown --dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
         if (self.remesh or self.watertight) and importlib.util.find_spec("pymeshlab") is None:

@@ -132,7 +132,7 @@ ContactSheet = Annotated[bool, typer.Option(
 Device = Annotated[str, typer.Option("--device", metavar="DEVICE", rich_help_panel=PERF, help="auto (CUDA when available), cpu, cuda or cuda:N.")]
 Dtype = Annotated[DtypeName, typer.Option("--dtype", rich_help_panel=PERF, help="Compute precision; auto = fp16 on CUDA, fp32 on CPU.")]
 LowVram = Annotated[bool, typer.Option("--low-vram", rich_help_panel=PERF, help="Keep only the model part in use on the GPU.")]
-Compile = Annotated[bool, typer.Option("--compile", rich_help_panel=PERF, help="torch.compile the diffusion UNet (pays off for large batches).")]
+Compile = Annotated[bool, typer.Option("--compile", rich_help_panel=PERF, help="torch.compile the diffusion UNet's passes: the first run on a machine compiles for a minute or two, later processes read the cache (IMESH_CACHE_DIR/inductor); pays off for servers and large batches.")]
 Gpus = Annotated[Optional[str], typer.Option(
     "--gpus", metavar="all|N|0,1", rich_help_panel=PERF,
     help="Spread a batch over one worker process per GPU (all, the first N, or these ids), each with its own models.",

@@ -42,9 +42,10 @@ are computed once per pipeline; the reference latents and embeds once per call.
 The step loop has no host synchronisation (no ``.item()``, no CPU copies; the
 scheduler's begin index is set so it never searches the timesteps), so the GPU
 runs ahead of Python and the two UNet passes + CFG can be replayed as one CUDA
-graph (``cuda_graph``, on by default on CUDA unless ``low_vram``) and compiled
-as one graph without breaks (``compile``: ``torch.compile`` of the denoiser,
-opt-in because the first call compiles for about 1.5 minutes). ``channels_last``
+graph (``cuda_graph``, on by default on CUDA unless ``low_vram``). ``compile``
+(opt-in) runs both passes under ``torch.compile`` (:mod:`compiled`: the first process
+on a machine compiles for a minute or two, later ones read Inductor's on-disk cache);
+:meth:`warm_up` does that, and the graph capture, before the first call. ``channels_last``
 (default on CUDA without ``compile``) runs the convolutions in NHWC. ``low_vram`` keeps only the part
 in use on the GPU. Measured on one H100 (full-size random weights, fp16, 75
 euler-a steps, 640x960, weights resident): eager 4.04 s (the official pipeline:
@@ -62,6 +63,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -72,6 +74,7 @@ from PIL import Image
 from instantmesh_cli.device import parse_dtype
 from instantmesh_cli.errors import DeviceError, UsageError
 from instantmesh_cli.multiview.conditioning import GREY, WHITE, to_rgb
+from instantmesh_cli.multiview.compiled import CompiledPasses
 from instantmesh_cli.multiview.grid import GRID_HEIGHT, GRID_WIDTH
 from instantmesh_cli.multiview.loading import Zero123PlusComponents, load_components
 from instantmesh_cli.multiview.reference_attention import OFF, READ, WRITE, install_reference_attention
@@ -186,6 +189,7 @@ class Zero123PlusPipeline:
         fuse_qkv: bool = False,
         reference_batch: int | None = None,
         default_scheduler: str = DEFAULT_SAMPLER,
+        compile_log: Callable[[str], None] | None = None,
     ) -> None:
         self.components = components
         self.device = torch.device(device)
@@ -202,6 +206,9 @@ class Zero123PlusPipeline:
             raise UsageError("CUDA graphs need a CUDA device")
         if cuda_graph and self.low_vram:
             raise UsageError("CUDA graphs cannot be combined with low-VRAM mode (the UNet moves between devices)")
+        if compile and self.low_vram:
+            raise UsageError("--compile cannot be combined with --low-vram (the compiled passes use the UNet's "
+                             "weights where they are)")
         if reference_batch is None:  # low-VRAM keeps its small peak: one step's keys/values at a time
             reference_batch = 0 if self.low_vram else DEFAULT_REFERENCE_BATCH
         self.reference_batch = _check_reference_batch(reference_batch)
@@ -222,12 +229,14 @@ class Zero123PlusPipeline:
         self._text_embeds: torch.Tensor | None = None
         self._negative_posterior: tuple[torch.Tensor, torch.Tensor] | None = None
         # Two denoisers: write + read per step (reference_batch 0), and read only
-        # (the write passes run batched, eagerly: a few large calls).
-        denoise: Callable[..., torch.Tensor] = self._denoise
-        read: Callable[..., torch.Tensor] = self._read
+        # (the write passes run batched: a few large calls). Compiled, both passes are
+        # the ahead-of-time packages and every write pass runs batched (one step alone
+        # is a batch of one).
+        self.compiled: CompiledPasses | None = None
         if compile:
-            denoise = torch.compile(denoise, dynamic=False)
-            read = torch.compile(read, dynamic=False)
+            self.compiled = CompiledPasses(c.unet, self.store, log=compile_log)
+        denoise: Callable[..., torch.Tensor] = self._denoise
+        read: Callable[..., torch.Tensor] = self._read if self.compiled is None else self._read_compiled
         if cuda_graph:
             denoise = _GraphedDenoiser(denoise)
             read = _GraphedDenoiser(read)
@@ -386,10 +395,27 @@ class Zero123PlusPipeline:
             out = uncond + guidance * (cond - uncond)
         return out
 
+    def _read_compiled(
+        self,
+        model_in: torch.Tensor,
+        timestep: torch.Tensor,
+        embeds: torch.Tensor,
+        *reference_kv: torch.Tensor,
+        guidance: float,
+    ) -> torch.Tensor:
+        """:meth:`_read` through the compiled read pass."""
+        out = self.compiled.read(model_in, timestep, embeds, *reference_kv)
+        if guidance > 1:
+            uncond, cond = out.chunk(2)
+            out = uncond + guidance * (cond - uncond)
+        return out
+
     def _write_batch(
         self, reference_in: torch.Tensor, timesteps: torch.Tensor, embeds: torch.Tensor
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """One write pass over several steps' reference latents (per-sample timesteps); returns the stored K/V."""
+        if self.compiled is not None:
+            return self.compiled.write(reference_in, timesteps, embeds)
         store = self.store
         store.kv = {}
         store.mode = WRITE
@@ -430,6 +456,8 @@ class Zero123PlusPipeline:
         ref_sigma = sigma.to(self.device, self.dtype)
         ref_denominator = (sigma**2 + 1) ** 0.5  # float32 on the CPU, as scale_model_input computes it
         chunk = self.reference_batch if reference_batch is None else _check_reference_batch(reference_batch)
+        if self.compiled is not None:
+            chunk = max(chunk, 1)
 
         shape = (1, c.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         latents = self._draw(torch.Size(shape), generator) * sched.init_noise_sigma
@@ -505,6 +533,58 @@ class Zero123PlusPipeline:
         image = (image * 0.5 + 0.5).clamp(0, 1)
         pixels = (image[0].float() * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         return Image.fromarray(pixels, "RGB")
+
+    # ------------------------------------------------------------------ warm-up
+    @torch.inference_mode()
+    def warm_up(
+        self,
+        *,
+        steps: int | None = None,
+        guidance: float = 4.0,
+        scheduler: str | None = None,
+        height: int = GRID_HEIGHT,
+        width: int = GRID_WIDTH,
+    ) -> float:
+        """Do now what the first call with these settings would do first: load (or compile, once per
+        machine) the compiled passes and capture the CUDA graph. Returns the seconds it took (0.0 when
+        there is nothing to prepare: eager, no graph). A server does this at start, so its first job
+        runs at the steady speed.
+        """
+        graphed = isinstance(self._reader, _GraphedDenoiser)
+        if self.compiled is None and not graphed:
+            return 0.0
+        start = time.perf_counter()
+        c = self.components
+        name = get_sampler(scheduler or self.default_scheduler).name
+        steps = get_sampler(name).default_steps if steps is None else int(steps)
+        self._check_call(steps, guidance, height, width)
+        per_step = 2 if guidance > 1 else 1
+        size = c.vae_transform.output_size
+        if size is None:
+            raise UsageError("feature_extractor_vae has no crop size; cannot build the reference latents")
+        reference_shape = (c.unet.config.in_channels, size[0] // self.vae_scale_factor, size[1] // self.vae_scale_factor)
+        latent_shape = (c.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        text = self.text_embeddings()
+        embeds = text.expand(per_step, -1, -1).contiguous()
+        timestep = torch.tensor(500.0, device=self.device)  # any value: only shapes and dtypes matter here
+        model_in = torch.zeros(per_step, *latent_shape, device=self.device, dtype=self.dtype)
+        chunk = self.reference_batch if self.compiled is None else max(self.reference_batch, 1)
+        self.store.clear()
+        with self._on_device(c.unet):
+            if chunk == 0:
+                reference_in = torch.zeros(per_step, *reference_shape, device=self.device, dtype=self.dtype)
+                self._denoiser(model_in, reference_in, timestep, embeds, guidance=guidance)
+            else:
+                for count in sorted({len(r) for r in step_chunks(steps, chunk)}):
+                    rows = count * per_step
+                    reference_in = torch.zeros(rows, *reference_shape, device=self.device, dtype=self.dtype)
+                    bank = self._write_batch(reference_in, timestep.expand(rows).contiguous(), embeds.repeat(count, 1, 1))
+                kv = [t[:per_step] for name_ in self.store.layers for t in bank[name_]]
+                self._reader(model_in, timestep, embeds, *kv, guidance=guidance)
+        self.store.clear()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
 
     # ------------------------------------------------------------------ public call
     def _check_call(self, steps: int, guidance: float, height: int, width: int) -> None:

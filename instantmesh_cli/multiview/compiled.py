@@ -1,0 +1,159 @@
+"""The UNet's two reference passes under ``torch.compile`` (``--compile``).
+
+Both passes the sampler runs are compiled (see :mod:`reference_attention`):
+
+- *write*: the noised reference latents of several steps → every ``attn1``'s keys and
+  values, in ``store.layers`` order (a few large calls per image);
+- *read*: the latents, one timestep, the prompt embeddings and those keys/values →
+  the UNet's output (75 calls per image, replayed as a CUDA graph by the pipeline; CFG is
+  left to the caller).
+
+Each is compiled for fixed shapes on its first call (``dynamic=False``; a new output size or
+step batch compiles again). Inductor keeps what it generates (kernels, graphs, autotuning) in
+``IMESH_CACHE_DIR/inductor`` (:func:`persist_compilation`), so the first process on a
+machine pays the full compilation and later ones mostly re-trace.
+
+Why not ahead of time: AOTInductor packages would skip the re-tracing too. They build and
+run on the CPU here, but on the H200 machine's image (torch 2.11.0+cu130) loading any CUDA
+package segfaults inside ``AOTIModelPackageLoader`` (every load setting tried, tiny and
+full-size UNets), so that path waits for a torch that loads them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from instantmesh_cli.errors import ImeshError
+from instantmesh_cli.multiview.reference_attention import OFF, READ, WRITE, ReferenceStore
+
+Log = Callable[[str], None]
+
+
+class CompileError(ImeshError):
+    """torch.compile could not compile a pass here (no C++ compiler, no Triton for this GPU...)."""
+
+
+def persist_compilation() -> None:
+    """Keep Inductor's artefacts (FX graphs, Triton kernels, autotuning) in imesh's cache, so only
+    the first process on a machine pays the full compilation; later ones read them back.
+
+    Environment, not ``torch._inductor.config``: Inductor reads these when it first compiles,
+    and its worker processes inherit them. A value the user set wins; torch's own default
+    does not (importing Inductor's config writes that default into the environment).
+    """
+    from instantmesh_cli.settings import cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # a torch that keeps it elsewhere: leave a set value alone
+        torch_default = None
+    else:
+        torch_default = os.path.abspath(default_cache_dir())
+    if current is None or (torch_default is not None and os.path.abspath(current) == torch_default):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor")
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+
+
+class _WritePass(torch.nn.Module):
+    """``(reference latents, per-sample timesteps, embeds) → (k0, v0, k1, v1, ...)``."""
+
+    def __init__(self, unet: torch.nn.Module, store: ReferenceStore) -> None:
+        super().__init__()
+        self.unet = unet
+        self.store = store
+
+    def forward(self, reference_in: torch.Tensor, timesteps: torch.Tensor, embeds: torch.Tensor) -> tuple:
+        store = self.store
+        store.kv = {}
+        store.mode = WRITE
+        self.unet(reference_in, timesteps, encoder_hidden_states=embeds, return_dict=False)
+        store.mode = OFF
+        bank, store.kv = store.kv, {}
+        return tuple(t for name in store.layers for t in bank[name])
+
+
+class _ReadPass(torch.nn.Module):
+    """``(latents, timestep, embeds, k0, v0, k1, v1, ...) → UNet output``."""
+
+    def __init__(self, unet: torch.nn.Module, store: ReferenceStore) -> None:
+        super().__init__()
+        self.unet = unet
+        self.store = store
+
+    def forward(self, model_in: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, *kv: torch.Tensor):
+        store = self.store
+        store.kv = {name: (kv[2 * n], kv[2 * n + 1]) for n, name in enumerate(store.layers)}
+        store.mode = READ
+        out = self.unet(model_in, timestep, encoder_hidden_states=embeds, return_dict=False)[0]
+        store.mode = OFF
+        store.kv = {}
+        return out
+
+
+@dataclass
+class CompileStats:
+    """The first call of each pass and input signature in this process: (pass, seconds), compilation included."""
+
+    first_calls: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s for _, s in self.first_calls)
+
+
+class CompiledPasses:
+    """The write and read passes of one UNet, compiled on their first call for each input signature.
+
+    ``write(...)`` and ``read(...)`` take what the eager passes take and compute the same
+    thing (up to the rounding of fused kernels).
+    """
+
+    def __init__(self, unet: torch.nn.Module, store: ReferenceStore, *, log: Log | None = None) -> None:
+        persist_compilation()
+        self.store = store
+        self.log = log or (lambda message: None)
+        self.stats = CompileStats()
+        self._seen: set[tuple] = set()
+        self._write = torch.compile(_WritePass(unet, store), dynamic=False)
+        self._read = torch.compile(_ReadPass(unet, store), dynamic=False)
+
+    def write(self, reference_in: torch.Tensor, timesteps: torch.Tensor, embeds: torch.Tensor) -> dict:
+        """The keys/values of every ``attn1`` for a batch of reference latents, by layer name."""
+        outputs = self._call("write", self._write, (reference_in, timesteps, embeds))
+        return {name: (outputs[2 * n], outputs[2 * n + 1]) for n, name in enumerate(self.store.layers)}
+
+    def read(self, model_in: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor,
+             *kv: torch.Tensor) -> torch.Tensor:
+        """The UNet's output for ``model_in`` attending to the given keys/values (``store.layers`` order)."""
+        return self._call("read", self._read, (model_in, timestep, embeds, *kv))
+
+    def _call(self, kind: str, fn: Any, args: tuple[torch.Tensor, ...]) -> Any:
+        signature = (kind,) + tuple((tuple(a.shape), a.dtype, a.device) for a in args)
+        if signature in self._seen:
+            return fn(*args)
+        self.log(f"compiling the UNet's {kind} pass for these shapes (the first time on a machine takes about a "
+                 f"minute; later processes read Inductor's cache in {os.environ['TORCHINDUCTOR_CACHE_DIR']})")
+        start = time.perf_counter()
+        try:
+            out = fn(*args)
+        except ImeshError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - dynamo, Inductor and the C++/Triton compilers fail in many ways
+            lines = str(exc).strip().splitlines()
+            first = lines[0] if lines else type(exc).__name__
+            raise CompileError(f"--compile: cannot compile the UNet's {kind} pass here: {first[:300]}",
+                               hint="run without --compile; `imesh doctor` checks the compiler") from exc
+        finally:
+            self.store.clear()
+        if args[0].device.type == "cuda":
+            torch.cuda.synchronize(args[0].device)
+        self.stats.first_calls.append((kind, time.perf_counter() - start))
+        self._seen.add(signature)
+        return out
