@@ -33,13 +33,17 @@ SMALL = dataclasses.replace(rw.TINY, unet={
 CALL = {"steps": 3, "height": 64, "width": 32, "seed": 5}  # 3 steps, reference batch 5: one write pass of 3 steps
 
 
-def _has_compiler() -> bool:
+def _can_build_cpu_kernels() -> bool:
     import shutil
+    import sysconfig
+    from pathlib import Path
 
-    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return headers.is_file() and any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 
 
-pytestmark = pytest.mark.skipif(not _has_compiler(), reason="Inductor builds C++ kernels on the CPU; no compiler here")
+pytestmark = pytest.mark.skipif(not _can_build_cpu_kernels(),
+                                reason="Inductor builds C++ kernels on the CPU: no compiler or Python headers here")
 
 
 @pytest.fixture(scope="module")
