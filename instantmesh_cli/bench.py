@@ -117,7 +117,7 @@ class BenchReport:
     psnr_after: float | None
     load_s: float
     first_run_extra_s: float = 0.0  # the first run's time over the warm median: compilation, graph capture, library set-up
-    # Of load_s: the warm-up (compiled packages built or loaded, the CUDA graph captured).
+    # Of load_s: the warm-up (the passes compiled with --compile, the CUDA graph captured).
     warm_up_s: float = 0.0
     compile_first_calls_s: dict[str, float] | None = None  # --compile: each pass's first call (compilation included)
     baseline: dict[str, float] | None = None
@@ -391,7 +391,7 @@ def format_report(r: BenchReport) -> str:
         lines.append(f"cold start (new process → first GLB, weights cached): {r.cold_start_s:.1f} s ({parts})")
         if r.cold_start_first_run_extra_s is not None:
             lines.append(f"  its stages {r.cold_start_first_run_extra_s:+.2f} s over warm (what the on-disk caches leave"
-                         + (": a second process, its compiled passes loaded from disk)" if r.settings.get("compile") else ")"))
+                         + (": a second process, compiling from Inductor's cache)" if r.settings.get("compile") else ")"))
     if r.batch:
         b = r.batch
         lines.append(

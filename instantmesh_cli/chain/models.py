@@ -211,7 +211,7 @@ class Models:
                  notice: Callable[[str], None] | None = None):
         self.options = options.check()
         self.notice = notice or _stderr_notice
-        self.warm_up_s = 0.0  # of the load: compiled packages loaded (or built) and the CUDA graph captured
+        self.warm_up_s = 0.0  # of the load: the passes compiled (--compile) and the CUDA graph captured
         if options.compile:  # before anything imports Inductor, which reads its cache settings once
             from instantmesh_cli.multiview.compiled import persist_compilation
 
@@ -244,7 +244,7 @@ class Models:
                 device=self.device, dtype=self.dtype, offline=o.offline, weights_dir=o.weights_dir,
                 progress=self.download_progress, low_vram=o.low_vram, compile=o.compile, compile_log=self.notice,
             )
-            # Compiled packages and the CUDA graph for the default job now, so the first job runs at speed.
+            # Compilation and the CUDA graph for the default job now, so the first job runs at speed.
             self.warm_up_s = pipe.warm_up(steps=o.steps, guidance=o.guidance, scheduler=o.scheduler)
             self._multiview = pipe
         return self._multiview

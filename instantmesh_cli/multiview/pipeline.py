@@ -229,9 +229,9 @@ class Zero123PlusPipeline:
         self._text_embeds: torch.Tensor | None = None
         self._negative_posterior: tuple[torch.Tensor, torch.Tensor] | None = None
         # Two denoisers: write + read per step (reference_batch 0), and read only
-        # (the write passes run batched: a few large calls). Compiled, both passes are
-        # the ahead-of-time packages and every write pass runs batched (one step alone
-        # is a batch of one).
+        # (the write passes run batched: a few large calls). Compiled, both passes run
+        # under torch.compile and every write pass runs batched (one step alone is a
+        # batch of one).
         self.compiled: CompiledPasses | None = None
         if compile:
             self.compiled = CompiledPasses(c.unet, self.store, log=compile_log)
@@ -545,10 +545,10 @@ class Zero123PlusPipeline:
         height: int = GRID_HEIGHT,
         width: int = GRID_WIDTH,
     ) -> float:
-        """Do now what the first call with these settings would do first: load (or compile, once per
-        machine) the compiled passes and capture the CUDA graph. Returns the seconds it took (0.0 when
-        there is nothing to prepare: eager, no graph). A server does this at start, so its first job
-        runs at the steady speed.
+        """Do now what the first call with these settings would do first: compile the passes (with
+        ``compile``; after the first process on a machine, mostly from Inductor's cache) and capture
+        the CUDA graph. Returns the seconds it took (0.0 when there is nothing to prepare: eager, no
+        graph). A server does this at start, so its first job runs at the steady speed.
         """
         graphed = isinstance(self._reader, _GraphedDenoiser)
         if self.compiled is None and not graphed:
