@@ -127,6 +127,14 @@ class Condition:
     reference_latents: torch.Tensor  # (B, 4, h, w), unscaled VAE posterior samples
 
 
+def _guided(out: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance on a [negative, positive] batch (nothing to do without CFG)."""
+    if guidance <= 1:
+        return out
+    uncond, cond = out.chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+
 class _GraphedDenoiser:
     """Replays a denoiser (write + read passes, or the read pass alone) as one CUDA graph per input signature.
 
@@ -236,7 +244,7 @@ class Zero123PlusPipeline:
         if compile:
             self.compiled = CompiledPasses(c.unet, self.store, log=compile_log)
         denoise: Callable[..., torch.Tensor] = self._denoise
-        read: Callable[..., torch.Tensor] = self._read if self.compiled is None else self._read_compiled
+        read: Callable[..., torch.Tensor] = self._read
         if cuda_graph:
             denoise = _GraphedDenoiser(denoise)
             read = _GraphedDenoiser(read)
@@ -367,10 +375,7 @@ class Zero123PlusPipeline:
         store.mode = READ
         out = unet(model_in, timestep, encoder_hidden_states=embeds, return_dict=False)[0]
         store.mode = OFF
-        if guidance > 1:
-            uncond, cond = out.chunk(2)
-            out = uncond + guidance * (cond - uncond)
-        return out
+        return _guided(out, guidance)
 
     def _read(
         self,
@@ -384,31 +389,15 @@ class Zero123PlusPipeline:
 
         ``reference_kv``: keys and values of every layer, in ``store.layers`` order.
         """
+        if self.compiled is not None:
+            return _guided(self.compiled.read(model_in, timestep, embeds, *reference_kv), guidance)
         store = self.store
         store.kv = {name: (reference_kv[2 * n], reference_kv[2 * n + 1]) for n, name in enumerate(store.layers)}
         store.mode = READ
         out = self.components.unet(model_in, timestep, encoder_hidden_states=embeds, return_dict=False)[0]
         store.mode = OFF
         store.kv = {}
-        if guidance > 1:
-            uncond, cond = out.chunk(2)
-            out = uncond + guidance * (cond - uncond)
-        return out
-
-    def _read_compiled(
-        self,
-        model_in: torch.Tensor,
-        timestep: torch.Tensor,
-        embeds: torch.Tensor,
-        *reference_kv: torch.Tensor,
-        guidance: float,
-    ) -> torch.Tensor:
-        """:meth:`_read` through the compiled read pass."""
-        out = self.compiled.read(model_in, timestep, embeds, *reference_kv)
-        if guidance > 1:
-            uncond, cond = out.chunk(2)
-            out = uncond + guidance * (cond - uncond)
-        return out
+        return _guided(out, guidance)
 
     def _write_batch(
         self, reference_in: torch.Tensor, timesteps: torch.Tensor, embeds: torch.Tensor
