@@ -74,6 +74,7 @@ from PIL import Image
 from instantmesh_cli.device import parse_dtype
 from instantmesh_cli.errors import DeviceError, UsageError
 from instantmesh_cli.multiview.conditioning import GREY, WHITE, to_rgb
+from instantmesh_cli.multiview.cuda_graph import GraphedDenoiser
 from instantmesh_cli.multiview.compiled import CompiledPasses
 from instantmesh_cli.multiview.grid import GRID_HEIGHT, GRID_WIDTH
 from instantmesh_cli.multiview.loading import Zero123PlusComponents, load_components
@@ -133,48 +134,6 @@ def _guided(out: torch.Tensor, guidance: float) -> torch.Tensor:
         return out
     uncond, cond = out.chunk(2)
     return uncond + guidance * (cond - uncond)
-
-
-class _GraphedDenoiser:
-    """Replays a denoiser (write + read passes, or the read pass alone) as one CUDA graph per input signature.
-
-    Inputs are copied into static buffers, the graph is replayed, and the static
-    output is returned: it stays valid until the next call, which is all the solver
-    step needs. The UNet's weights must not move while graphs exist.
-    """
-
-    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
-        self.fn = fn
-        self.graphs: dict[tuple, tuple[Any, tuple[torch.Tensor, ...], torch.Tensor]] = {}
-
-    def __call__(self, *args: torch.Tensor, guidance: float) -> torch.Tensor:
-        key = tuple((a.shape, a.dtype) for a in args) + (guidance,)
-        entry = self.graphs.get(key)
-        if entry is None:
-            entry = self._capture(args, guidance)
-            self.graphs[key] = entry
-        graph, static_in, static_out = entry
-        for dst, src in zip(static_in, args):
-            dst.copy_(src, non_blocking=True)
-        graph.replay()
-        return static_out
-
-    def _capture(self, args: tuple[torch.Tensor, ...], guidance: float) -> tuple:
-        with torch.cuda.device(args[0].device):  # streams and graphs belong to the inputs' GPU
-            return self._capture_here(args, guidance)
-
-    def _capture_here(self, args: tuple[torch.Tensor, ...], guidance: float) -> tuple:
-        static_in = tuple(a.clone() for a in args)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):  # warm-up: lazy initialisation, kernel selection
-                self.fn(*static_in, guidance=guidance)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = self.fn(*static_in, guidance=guidance)
-        return graph, static_in, static_out
 
 
 class Zero123PlusPipeline:
@@ -246,8 +205,8 @@ class Zero123PlusPipeline:
         denoise: Callable[..., torch.Tensor] = self._denoise
         read: Callable[..., torch.Tensor] = self._read
         if cuda_graph:
-            denoise = _GraphedDenoiser(denoise)
-            read = _GraphedDenoiser(read)
+            denoise = GraphedDenoiser(denoise)
+            read = GraphedDenoiser(read)
         self._denoiser = denoise
         self._reader = read
 
@@ -539,7 +498,7 @@ class Zero123PlusPipeline:
         the CUDA graph. Returns the seconds it took (0.0 when there is nothing to prepare: eager, no
         graph). A server does this at start, so its first job runs at the steady speed.
         """
-        graphed = isinstance(self._reader, _GraphedDenoiser)
+        graphed = isinstance(self._reader, GraphedDenoiser)
         if self.compiled is None and not graphed:
             return 0.0
         start = time.perf_counter()
