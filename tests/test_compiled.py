@@ -126,3 +126,21 @@ def test_compile_refuses_low_vram():
 
     with pytest.raises(UsageError, match="--compile cannot be combined with --low-vram"):
         PipelineOptions(compile=True, low_vram=True).check()
+
+
+def test_a_compiler_failure_is_one_line_naming_the_pass(folder):
+    from instantmesh_cli.multiview.compiled import CompileError
+
+    pipe = _pipeline(folder, compile=True)
+    passes = pipe.compiled
+
+    def broken(*args):
+        pipe.store.mode = "write"  # a failure half-way through a pass leaves the store in use
+        raise RuntimeError("InductorError: backend exploded\nlong traceback text")
+
+    passes._write = broken
+    with pytest.raises(CompileError) as caught:
+        passes.write(*[torch.zeros(1)] * 3)
+    assert str(caught.value).startswith("--compile: cannot compile the UNet's write pass here: InductorError: "
+                                        "backend exploded (run without --compile")
+    assert "\n" not in str(caught.value) and pipe.store.mode == "off"

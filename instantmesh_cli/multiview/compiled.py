@@ -149,7 +149,8 @@ class CompiledPasses:
             lines = str(exc).strip().splitlines()
             first = lines[0] if lines else type(exc).__name__
             raise CompileError(f"--compile: cannot compile the UNet's {kind} pass here: {first[:300]}",
-                               hint="run without --compile; `imesh doctor` checks the compiler") from exc
+                               hint="run without --compile; Inductor needs Triton on a GPU, and a C++ "
+                                    "compiler and Python's headers on the CPU") from exc
         finally:
             self.store.clear()
         if args[0].device.type == "cuda":
