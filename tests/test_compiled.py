@@ -64,13 +64,18 @@ def _pipeline(folder, **options) -> Zero123PlusPipeline:
     return Zero123PlusPipeline.from_folder(folder, dtype="fp32", device="cpu", **options)
 
 
+def _record_inductor_settings(mp: pytest.MonkeyPatch) -> None:
+    """Unset Inductor's variables in a way that undo also removes what the pipeline sets."""
+    for var in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE"):
+        mp.setenv(var, "")
+        mp.delenv(var)
+
+
 @pytest.fixture(scope="module")
 def compiled_run(folder, cache):
     """A first compiled run in this process: compiles both passes, then the views."""
     mp = pytest.MonkeyPatch()
-    for var in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE"):
-        mp.setenv(var, "")  # recorded, so that undo also removes what the pipeline sets
-        mp.delenv(var)
+    _record_inductor_settings(mp)
     mp.setenv("IMESH_CACHE_DIR", str(cache))
     notes: list[str] = []
     try:
@@ -128,9 +133,11 @@ def test_compile_refuses_low_vram():
         PipelineOptions(compile=True, low_vram=True).check()
 
 
-def test_a_compiler_failure_is_one_line_naming_the_pass(folder):
+def test_a_compiler_failure_is_one_line_naming_the_pass(folder, cache, monkeypatch):
     from instantmesh_cli.multiview.compiled import CompileError
 
+    _record_inductor_settings(monkeypatch)
+    monkeypatch.setenv("IMESH_CACHE_DIR", str(cache))
     pipe = _pipeline(folder, compile=True)
     passes = pipe.compiled
 

@@ -103,10 +103,6 @@ class CompileStats:
 
     first_calls: list[tuple[str, float]] = field(default_factory=list)
 
-    @property
-    def seconds(self) -> float:
-        return sum(s for _, s in self.first_calls)
-
 
 class CompiledPasses:
     """The write and read passes of one UNet, compiled on their first call for each input signature.
@@ -143,7 +139,7 @@ class CompiledPasses:
         start = time.perf_counter()
         try:
             out = fn(*args)
-        except ImeshError:
+        except (ImeshError, torch.OutOfMemoryError):  # not compiler failures: reported as they are
             raise
         except Exception as exc:  # noqa: BLE001 - dynamo, Inductor and the C++/Triton compilers fail in many ways
             lines = str(exc).strip().splitlines()
