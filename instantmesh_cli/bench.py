@@ -120,6 +120,9 @@ class BenchReport:
     # Of load_s: the warm-up (the passes compiled with --compile, the CUDA graph captured).
     warm_up_s: float = 0.0
     compile_first_calls_s: dict[str, float] | None = None  # --compile: each pass's first call (compilation included)
+    # --compile: the same runs without it (the default), in the same process, side by side.
+    uncompiled: dict[str, float] | None = None
+    uncompiled_peak_gib: float | None = None
     baseline: dict[str, float] | None = None
     baseline_peak_gib: float | None = None
     cold_start_s: float | None = None
@@ -272,6 +275,15 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
             report.batch = _batch_throughput(models, image, opts.batch, log)
         _free(models)
         models = None
+        if opts.compile:
+            log("the same runs without --compile (the default)")
+            default = Models(replace(fast, compile=False))
+            default.load()
+            measure_run(default, image)  # warm-up
+            seconds, peaks = _median_run([measure_run(default, image) for _ in range(max(1, opts.repeat))])
+            report.uncompiled = seconds
+            report.uncompiled_peak_gib = max(peaks.values()) if peaks else None
+            _free(default)
         if opts.baseline:
             log("baseline: fp32, eager, every FlexiCubes cube")
             plain = replace(fast, dtype="fp32", compile=False, surface_only=False)
@@ -382,6 +394,12 @@ def format_report(r: BenchReport) -> str:
     if r.compile_first_calls_s is not None:
         calls = ", ".join(f"{k} {v:.1f} s" for k, v in r.compile_first_calls_s.items())
         lines.append(f"--compile: first call of each pass in this process (compilation included): {calls}")
+    if r.uncompiled is not None:
+        default_total = sum(r.uncompiled.values())
+        peak = "" if r.uncompiled_peak_gib is None else f", peak {r.uncompiled_peak_gib:.2f} GiB"
+        lines.append(f"without --compile (the default, same process): multi-view diffusion "
+                     f"{r.uncompiled.get('multiview', 0.0):.3f} s, total {default_total:.3f} s{peak} "
+                     f"(--compile: {r.stages.get('multiview', 0.0):.3f} s, {r.total_s:.3f} s)")
     if r.psnr_before is not None:
         lines.append(f"refinement PSNR on the input views: {r.psnr_before:.2f} → {r.psnr_after:.2f} dB")
     if r.baseline_peak_gib is not None:

@@ -72,3 +72,10 @@ def test_report_text_has_every_stage(served, capsys):
     for _, label in STAGE_ROWS:
         assert label in text
     assert "2.0x" in text and "note: random" in text
+    assert "without --compile" not in text
+    r.uncompiled, r.uncompiled_peak_gib = {**stages, "multiview": 0.5}, 4.5
+    r.compile_first_calls_s = {"write": 60.0, "read": 58.0}
+    text = format_report(r)
+    assert "without --compile (the default, same process): multi-view diffusion 0.500 s, total 1.500 s, " \
+           "peak 4.50 GiB (--compile: 0.100 s, 1.000 s)" in text
+    assert "first call of each pass in this process (compilation included): write 60.0 s, read 58.0 s" in text
