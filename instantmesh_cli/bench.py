@@ -396,7 +396,7 @@ def format_report(r: BenchReport) -> str:
         lines.append(f"--compile: first call of each pass in this process (compilation included): {calls}")
     if r.uncompiled is not None:
         default_total = sum(r.uncompiled.values())
-        peak = "" if r.uncompiled_peak_gib is None else f", peak {r.uncompiled_peak_gib:.2f} GiB"
+        peak = f", peak {r.uncompiled_peak_gib:.2f} GiB" if r.uncompiled_peak_gib else ""  # none measured on a CPU
         lines.append(f"without --compile (the default, same process): multi-view diffusion "
                      f"{r.uncompiled.get('multiview', 0.0):.3f} s, total {default_total:.3f} s{peak} "
                      f"(--compile: {r.stages.get('multiview', 0.0):.3f} s, {r.total_s:.3f} s)")
