@@ -178,6 +178,17 @@ def measure_run(models: Models, image, seed: int = 42) -> RunMeasure:
     return m
 
 
+def _warm_runs(models: Models, image, repeat: int, log: Callable[[str], None]) -> tuple[RunMeasure, list[RunMeasure]]:
+    """A warm-up run (what the first run in a process costs), then ``repeat`` timed ones."""
+    log("warm-up run")
+    first = measure_run(models, image)
+    measures = []
+    for i in range(repeat):
+        log(f"run {i + 1}/{repeat}")
+        measures.append(measure_run(models, image))
+    return first, measures
+
+
 def _median_run(measures: list[RunMeasure]) -> tuple[dict[str, float], dict[str, float]]:
     keys = measures[0].seconds.keys()
     seconds = {k: statistics.median(m.seconds[k] for m in measures) for k in keys}
@@ -244,12 +255,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
         name = device_name(device)
         log(f"loading models on {name}")
         load_s = models.load()
-        log("warm-up run")
-        first = measure_run(models, image)
-        measures = []
-        for i in range(max(1, opts.repeat)):
-            log(f"run {i + 1}/{max(1, opts.repeat)}")
-            measures.append(measure_run(models, image))
+        first, measures = _warm_runs(models, image, max(1, opts.repeat), log)
         stages, peaks = _median_run(measures)
         overall_peak = max(peaks.values()) if peaks else None
         report = BenchReport(
@@ -279,8 +285,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = lambda s: None) -
             log("the same runs without --compile (the default)")
             default = Models(replace(fast, compile=False))
             default.load()
-            measure_run(default, image)  # warm-up
-            seconds, peaks = _median_run([measure_run(default, image) for _ in range(max(1, opts.repeat))])
+            seconds, peaks = _median_run(_warm_runs(default, image, max(1, opts.repeat), log)[1])
             report.uncompiled = seconds
             report.uncompiled_peak_gib = max(peaks.values()) if peaks else None
             _free(default)

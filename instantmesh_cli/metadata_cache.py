@@ -42,10 +42,9 @@ def _folder() -> Path:
 
 
 def _store(path: Path, mapping: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(mapping), encoding="utf-8")
-    os.replace(tmp, path)
+    from instantmesh_cli.fileio import write_bytes_atomic
+
+    write_bytes_atomic(path, json.dumps(mapping).encode("utf-8"))
     for old in sorted(path.parent.glob("packages-*.json"), key=lambda p: p.stat().st_mtime)[:-KEEP]:
         old.unlink(missing_ok=True)
 

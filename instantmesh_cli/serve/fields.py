@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from instantmesh_cli.chain.models import LOAD_FIELDS
 from instantmesh_cli.chain.options import PipelineOptions
 
 # generate's Python parameter → field name, where the two differ (``--format`` is ``fmt`` in Python).
@@ -187,8 +188,7 @@ def job_options(raw: Mapping[str, Any], server: PipelineOptions, *, device_type:
         options = pipeline_options(**kwargs)
     except ImeshError as exc:
         raise FieldError(str(exc).replace("--", "")) from None
-    options = options.replace(**{f: getattr(server, f) for f in ("model", "device", "dtype", "low_vram", "compile",
-                                                                  "offline", "weights_dir")})
+    options = options.replace(**{f: getattr(server, f) for f in LOAD_FIELDS})  # the workers' models run the job
     keep = {name.replace("-", "_"): value for name, value in names.items() if name in KEEP_FIELDS}
     return JobFields(options, fmt, names.get("name"), names.get("stem"), **keep)  # unsent ones: JobFields' defaults
 
