@@ -208,9 +208,13 @@ class Models:
     """The models for one set of load options on one device, each loaded once on first use."""
 
     def __init__(self, options: PipelineOptions = PipelineOptions(), *, download_progress: DownloadProgress | None = None,
-                 notice: Callable[[str], None] | None = None):
+                 notice: Callable[[str], None] | None = None, warm_up: bool = True):
+        """``warm_up``: compile and capture for the default job while loading (``Zero123PlusPipeline.warm_up``),
+        so that the first job runs at speed; a process that runs one job only gains nothing from it and
+        would run the encoders, the decoder and a write pass once more."""
         self.options = options.check()
         self.notice = notice or _stderr_notice
+        self.warm_up = warm_up
         self.warm_up_s = 0.0  # of the load: the passes compiled (--compile) and the CUDA graph captured
         if options.compile:  # before anything imports Inductor, which reads its cache settings once
             from instantmesh_cli.multiview.compiled import persist_compilation
@@ -244,8 +248,8 @@ class Models:
                 device=self.device, dtype=self.dtype, offline=o.offline, weights_dir=o.weights_dir,
                 progress=self.download_progress, low_vram=o.low_vram, compile=o.compile, compile_log=self.notice,
             )
-            # Compilation and the CUDA graph for the default job now, so the first job runs at speed.
-            self.warm_up_s = pipe.warm_up(steps=o.steps, guidance=o.guidance, scheduler=o.scheduler)
+            if self.warm_up:  # compilation and the CUDA graph for the default job now
+                self.warm_up_s = pipe.warm_up(steps=o.steps, guidance=o.guidance, scheduler=o.scheduler)
             self._multiview = pipe
         return self._multiview
 
