@@ -358,6 +358,10 @@ class Zero123PlusPipeline:
         store.kv = {}
         return _guided(out, guidance)
 
+    def _steps_per_write(self, reference_batch: int) -> int:
+        """Steps per write pass; compiled, a write pass is always batched (one step is a batch of one)."""
+        return reference_batch if self.compiled is None else max(reference_batch, 1)
+
     def _write_batch(
         self, reference_in: torch.Tensor, timesteps: torch.Tensor, embeds: torch.Tensor
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -403,9 +407,8 @@ class Zero123PlusPipeline:
         sigma = torch.from_numpy(reference_sigmas(sched, timesteps))
         ref_sigma = sigma.to(self.device, self.dtype)
         ref_denominator = (sigma**2 + 1) ** 0.5  # float32 on the CPU, as scale_model_input computes it
-        chunk = self.reference_batch if reference_batch is None else _check_reference_batch(reference_batch)
-        if self.compiled is not None:
-            chunk = max(chunk, 1)
+        chunk = self._steps_per_write(self.reference_batch if reference_batch is None
+                                      else _check_reference_batch(reference_batch))
 
         shape = (1, c.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         latents = self._draw(torch.Size(shape), generator) * sched.init_noise_sigma
@@ -504,9 +507,7 @@ class Zero123PlusPipeline:
             return 0.0
         start = time.perf_counter()
         c = self.components
-        name = get_sampler(scheduler or self.default_scheduler).name
-        steps = get_sampler(name).default_steps if steps is None else int(steps)
-        self._check_call(steps, guidance, height, width)
+        _, steps = self._checked_call(scheduler, steps, guidance, height, width)
         per_step = 2 if guidance > 1 else 1
         size = c.vae_transform.output_size
         if size is None:
@@ -517,19 +518,19 @@ class Zero123PlusPipeline:
         embeds = text.expand(per_step, -1, -1).contiguous()
         timestep = torch.tensor(500.0, device=self.device)  # any value: only shapes and dtypes matter here
         model_in = torch.zeros(per_step, *latent_shape, device=self.device, dtype=self.dtype)
-        chunk = self.reference_batch if self.compiled is None else max(self.reference_batch, 1)
+        chunk = self._steps_per_write(self.reference_batch)
         self.store.clear()
-        with self._on_device(c.unet):
-            if chunk == 0:
-                reference_in = torch.zeros(per_step, *reference_shape, device=self.device, dtype=self.dtype)
-                self._denoiser(model_in, reference_in, timestep, embeds, guidance=guidance)
-            else:
-                for count in sorted({len(r) for r in step_chunks(steps, chunk)}):
-                    rows = count * per_step
-                    reference_in = torch.zeros(rows, *reference_shape, device=self.device, dtype=self.dtype)
-                    bank = self._write_batch(reference_in, timestep.expand(rows).contiguous(), embeds.repeat(count, 1, 1))
-                kv = [t[:per_step] for name_ in self.store.layers for t in bank[name_]]
-                self._reader(model_in, timestep, embeds, *kv, guidance=guidance)
+        # No low-VRAM placement here: neither a graph nor compilation is used with it.
+        if chunk == 0:
+            reference_in = torch.zeros(per_step, *reference_shape, device=self.device, dtype=self.dtype)
+            self._denoiser(model_in, reference_in, timestep, embeds, guidance=guidance)
+        else:
+            for count in sorted({len(r) for r in step_chunks(steps, chunk)}):
+                rows = count * per_step
+                reference_in = torch.zeros(rows, *reference_shape, device=self.device, dtype=self.dtype)
+                bank = self._write_batch(reference_in, timestep.expand(rows).contiguous(), embeds.repeat(count, 1, 1))
+            kv = [t[:per_step] for name_ in self.store.layers for t in bank[name_]]
+            self._reader(model_in, timestep, embeds, *kv, guidance=guidance)
         self.store.clear()
         # The rest of a first call: the condition encoders (and the cached negative latent) and
         # the decoder at this output size, so their first-use set-up is not the first job's either.
@@ -540,6 +541,15 @@ class Zero123PlusPipeline:
         return time.perf_counter() - start
 
     # ------------------------------------------------------------------ public call
+    def _checked_call(
+        self, scheduler: str | None, steps: int | None, guidance: float, height: int, width: int
+    ) -> tuple[str, int]:
+        """The sampler's name and the step count (its default when None), the call's settings checked."""
+        name = get_sampler(scheduler or self.default_scheduler).name
+        steps = get_sampler(name).default_steps if steps is None else int(steps)
+        self._check_call(steps, guidance, height, width)
+        return name, steps
+
     def _check_call(self, steps: int, guidance: float, height: int, width: int) -> None:
         if steps < 1:
             raise UsageError(f"--steps must be at least 1 (got {steps})")
@@ -571,9 +581,7 @@ class Zero123PlusPipeline:
 
         ``reference_batch`` overrides the pipeline's (see :meth:`sample`).
         """
-        name = get_sampler(scheduler or self.default_scheduler).name
-        steps = get_sampler(name).default_steps if steps is None else int(steps)
-        self._check_call(steps, guidance, height, width)
+        name, steps = self._checked_call(scheduler, steps, guidance, height, width)
         generator = self.make_generator(seed)
         condition = self.encode_condition(image, guidance=guidance, generator=generator)
         return self.sample(
