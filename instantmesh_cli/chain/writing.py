@@ -20,9 +20,14 @@ def _cannot_write(path: Path, exc: OSError) -> ImeshError:
 
 def png_bytes(image: "Image.Image") -> bytes:
     """PNG bytes of the pixels alone: the source's ICC profile, dpi or text chunks would make
-    the same job write different bytes from different photos' metadata."""
-    from instantmesh_cli.exchange.png import COMPRESS_LEVEL
+    the same job write different bytes from different photos' metadata. RGB and RGBA (every
+    image the chain writes) go through the multi-core encoder; other modes through Pillow."""
+    from instantmesh_cli.exchange.png import COMPRESS_LEVEL, encode_png
 
+    if image.mode in ("RGB", "RGBA"):
+        import numpy as np
+
+        return encode_png(np.asarray(image))
     bare = image.copy()
     bare.info.clear()
     buf = io.BytesIO()
