@@ -220,3 +220,27 @@ def test_four_views_vertex_colours_and_errors(scene):
         texture_mesh(scene["mesh"], scene["planes"], scene["head"], target_faces=-1)
     with pytest.raises(InputError):
         texture_mesh(Mesh(np.zeros((0, 3)), np.zeros((0, 3))), scene["planes"], scene["head"])
+
+
+def test_the_atlas_made_beside_the_refinement_gives_the_same_mesh(scene, monkeypatch):
+    """overlap=True (the CUDA default) decimates and unwraps in a thread while refining: same result, and errors
+    from either side reach the caller, the refinement's first."""
+    import instantmesh_cli.texture.stage as stage
+
+    images = scene["views"].permute(0, 3, 1, 2)
+    kw = dict(refine_steps=3, texture_size=64, target_faces=1500, rasterizer="torch")
+    plain, plain_report = texture_mesh(scene["mesh"], scene["planes"], scene["head"], images, overlap=False, **kw)
+    beside, report = texture_mesh(scene["mesh"], scene["planes"], scene["head"], images, overlap=True, **kw)
+    assert plain.num_faces == beside.num_faces <= 1500 < scene["mesh"].num_faces
+    for name in ("vertices", "faces", "uv", "texture", "vertex_colors"):
+        assert np.array_equal(getattr(plain, name), getattr(beside, name)), name
+    assert plain_report.overlap_s == 0.0 <= report.overlap_s <= report.timings["decimate"] + report.timings["uv"]
+
+    def broken_unwrap(*a, **k):
+        raise RuntimeError("atlas failed")
+
+    monkeypatch.setattr(stage, "unwrap", broken_unwrap)
+    with pytest.raises(RuntimeError, match="atlas failed"):
+        texture_mesh(scene["mesh"], scene["planes"], scene["head"], images, overlap=True, **kw)
+    with pytest.raises(ValueError, match="views but"):  # the refinement's own error wins
+        texture_mesh(scene["mesh"], scene["planes"], scene["head"], images[:4], scene["cams"], overlap=True, **kw)
