@@ -1,5 +1,5 @@
 """On the GPU machine, full-size random weights: the default fast path against the plain eager fp32 path; the
-load-time warm-up against none; `--compile` against the default.
+load-time warm-up against none; eager (one-job processes) against the CUDA graph; `--compile` against the default.
 
 Views within 2/255 of the fp32 views, every pixel (on the H200 with random weights: mean 0.15/255,
 99th percentile 1/255, max 2/255), and the fp16 reconstruction of the same views against the fp32 one: face count within
@@ -86,6 +86,17 @@ def test_the_load_time_warm_up_leaves_the_views_byte_equal(weights):
     warmed_pipe = _views_pipeline(weights)
     assert warmed_pipe.warm_up() > 0
     assert np.array_equal(np.asarray(warmed_pipe(photo, seed=42)), cold)
+
+
+def test_one_job_processes_run_eagerly_with_the_same_bytes(weights):
+    # A one-photo `imesh generate` (Models(single_job=True)) skips the CUDA graph; a server keeps it.
+    # Same seed, same bytes either way.
+    from instantmesh_cli.bench import sample_image
+
+    photo = sample_image()
+    graphed = np.asarray(_views_pipeline(weights)(photo, seed=7))
+    eager = np.asarray(_views_pipeline(weights, cuda_graph=False)(photo, seed=7))
+    assert np.array_equal(eager, graphed)
 
 
 def test_compiled_views_are_within_2_of_the_default(weights):

@@ -133,6 +133,33 @@ def test_backend_choice_on_cpu_and_errors():
         get_rasterizer("opengl", "cpu")
 
 
+def test_a_preloaded_plugin_failure_is_tried_once_and_reported_by_the_job(monkeypatch):
+    """preload() builds in a thread; its failure is kept (not retried: a failing build can take a minute)
+    and the first rasterizer request reports it as it always does."""
+    import warnings
+
+    from instantmesh_cli.texture import raster, raster_nvdiffrast
+
+    tries = []
+
+    def failing_build(device):
+        tries.append(device)
+        raise OSError("no CUDA toolkit")
+
+    monkeypatch.setattr(raster_nvdiffrast, "NvdiffrastRasterizer", failing_build)
+    monkeypatch.setattr(raster, "_CACHE", {})
+    monkeypatch.setattr(raster, "_NVDIFFRAST_ERROR", [])
+    assert raster.preload("cpu") is None  # nothing to load off CUDA
+    raster.preload("cuda:0").join()
+    with pytest.raises(DeviceError, match="no CUDA toolkit"):
+        get_rasterizer("nvdiffrast", "cuda:0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert get_rasterizer("auto", "cuda:0").name == "torch"
+    assert [str(w.message) for w in caught if "no CUDA toolkit" in str(w.message)]
+    assert len(tries) == 1
+
+
 def test_loaded_plugin_is_registered_in_sys_modules(monkeypatch):
     """The torch >= 2.11 quirk: the extension loader no longer registers the module; ours does."""
     import torch.utils.cpp_extension as ext

@@ -208,13 +208,15 @@ class Models:
     """The models for one set of load options on one device, each loaded once on first use."""
 
     def __init__(self, options: PipelineOptions = PipelineOptions(), *, download_progress: DownloadProgress | None = None,
-                 notice: Callable[[str], None] | None = None, warm_up: bool = True):
-        """``warm_up``: compile and capture for the default job while loading (``Zero123PlusPipeline.warm_up``),
-        so that the first job runs at speed; a process that runs one job only gains nothing from it and
-        would run the encoders, the decoder and a write pass once more."""
+                 notice: Callable[[str], None] | None = None, single_job: bool = False):
+        """``single_job``: the process runs one job and exits (a one-photo ``imesh generate``). Otherwise
+        the load compiles (``--compile``) and captures the CUDA graph for the default job
+        (``Zero123PlusPipeline.warm_up``), so that the first job already runs at speed. One job gains
+        nothing from that warm-up, and nothing from a CUDA graph either: capturing costs more than
+        replaying saves over one call (H200: ~1.6 s against ~0.5 s over 75 steps), so it runs eagerly."""
         self.options = options.check()
         self.notice = notice or _stderr_notice
-        self.warm_up = warm_up
+        self.single_job = single_job
         self.warm_up_s = 0.0  # of the load: the passes compiled (--compile) and the CUDA graph captured
         if options.compile:  # before anything imports Inductor, which reads its cache settings once
             from instantmesh_cli.multiview.compiled import persist_compilation
@@ -247,8 +249,9 @@ class Models:
             pipe = load_multiview_pipeline(
                 device=self.device, dtype=self.dtype, offline=o.offline, weights_dir=o.weights_dir,
                 progress=self.download_progress, low_vram=o.low_vram, compile=o.compile, compile_log=self.notice,
+                **({"cuda_graph": False} if self.single_job else {}),
             )
-            if self.warm_up:  # compilation and the CUDA graph for the default job now
+            if not self.single_job:  # compilation and the CUDA graph for the default job now
                 self.warm_up_s = pipe.warm_up(steps=o.steps, guidance=o.guidance, scheduler=o.scheduler)
             self._multiview = pipe
         return self._multiview
@@ -269,6 +272,10 @@ class Models:
         if not todo:
             return 0.0
         start = time.perf_counter()
+        if reconstruction and self._reconstructor is None and self.device.type == "cuda":
+            from instantmesh_cli.texture.raster import preload
+
+            preload(self.device)  # nvdiffrast's plugin loads beside the models, for the texture stage that follows
         if multiview:
             self.multiview
         if reconstruction:

@@ -37,7 +37,7 @@ def run_single(options: "PipelineOptions", job: "Job", plan: Sequence["Stage"], 
 
     with BatchProgress(1, enabled=not quiet) as progress:
         job.progress = progress.stage
-        models = Models(options, download_progress=progress.download, warm_up=False)  # one job: its first call prepares
+        models = Models(options, download_progress=progress.download, single_job=True)
         run_job(models, job, plan)
     for warning in job.warnings:
         warn_line(f"{job.name}: {warning}")

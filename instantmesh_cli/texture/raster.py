@@ -13,7 +13,9 @@ torch backend otherwise, with one warning saying why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import warnings
 from typing import Protocol
 
@@ -40,18 +42,47 @@ class RasterizerFallbackWarning(UserWarning):
 
 
 # One context per CUDA device: creating an nvdiffrast context allocates buffers, and the
-# plugin load is only tried once per process.
+# plugin load is only tried once per process (a failure is kept and raised again).
 _CACHE: dict[tuple[str, str], object] = {}
+_CACHE_LOCK = threading.Lock()
 _NVDIFFRAST_ERROR: list[str] = []
 
 
 def _nvdiffrast(device: torch.device):
     key = ("nvdiffrast", str(device))
-    if key not in _CACHE:
-        from instantmesh_cli.texture.raster_nvdiffrast import NvdiffrastRasterizer
+    with _CACHE_LOCK:  # a preload thread and a job may ask at once: one builds, the other waits
+        if key not in _CACHE:
+            try:
+                from instantmesh_cli.texture.raster_nvdiffrast import NvdiffrastRasterizer
 
-        _CACHE[key] = NvdiffrastRasterizer(device)
-    return _CACHE[key]
+                _CACHE[key] = NvdiffrastRasterizer(device)
+            except Exception as exc:  # the plugin build raises many kinds of errors
+                _CACHE[key] = exc
+        found = _CACHE[key]
+    if isinstance(found, Exception):
+        raise found
+    return found
+
+
+def preload(device: "torch.device | str") -> threading.Thread | None:
+    """Load (or, the first time on a machine, build) nvdiffrast's plugin for ``device`` in a background
+    thread, so that a process's first texture stage does not wait for it; None off CUDA.
+
+    Errors are kept for the first :func:`get_rasterizer` call, which reports them as it always does.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            _nvdiffrast(device)
+
+    thread = threading.Thread(target=load, name="imesh-nvdiffrast", daemon=True)
+    thread.start()
+    return thread
 
 
 def get_rasterizer(kind: str | None = "auto", device: torch.device | str | None = None) -> Rasterizer:
