@@ -142,7 +142,7 @@ def test_a_preloaded_plugin_failure_is_tried_once_and_reported_by_the_job(monkey
 
     tries = []
 
-    def failing_build(device):
+    def failing_build(device, notice=None):
         tries.append(device)
         raise OSError("no CUDA toolkit")
 
@@ -172,9 +172,12 @@ def test_loaded_plugin_is_registered_in_sys_modules(monkeypatch):
     monkeypatch.setattr(ext, "_import_module_from_library", lambda *a, **k: cached)
     monkeypatch.delitem(sys.modules, fresh.__name__, raising=False)
     monkeypatch.delitem(sys.modules, cached.__name__, raising=False)
-    with _register_loaded_modules():
-        assert ext.load(name="x") is fresh
+    builds = []
+    with _register_loaded_modules(on_build=lambda: builds.append("build")):
         assert ext._import_module_from_library("x", "/nowhere", True) is cached
+        assert builds == []  # a cached plugin is no build: no notice
+        assert ext.load(name="x") is fresh
+        assert builds == ["build"]
     assert sys.modules[fresh.__name__] is fresh and sys.modules[cached.__name__] is cached
     # The loaders are restored afterwards.
     assert ext.load(name="x") is fresh and not hasattr(ext.load, "__wrapped__")

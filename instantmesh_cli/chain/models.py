@@ -275,7 +275,7 @@ class Models:
         if reconstruction and self._reconstructor is None and self.device.type == "cuda":
             from instantmesh_cli.texture.raster import preload
 
-            preload(self.device)  # nvdiffrast's plugin loads beside the models, for the texture stage that follows
+            preload(self.device, self.notice)  # nvdiffrast's plugin loads beside the models, for the texture stage
         if multiview:
             self.multiview
         if reconstruction:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import threading
 import warnings
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 
@@ -48,14 +48,14 @@ _CACHE_LOCK = threading.Lock()
 _NVDIFFRAST_ERROR: list[str] = []
 
 
-def _nvdiffrast(device: torch.device):
+def _nvdiffrast(device: torch.device, notice: Callable[[str], None] | None = None):
     key = ("nvdiffrast", str(device))
     with _CACHE_LOCK:  # a preload thread and a job may ask at once: one builds, the other waits
         if key not in _CACHE:
             try:
                 from instantmesh_cli.texture.raster_nvdiffrast import NvdiffrastRasterizer
 
-                _CACHE[key] = NvdiffrastRasterizer(device)
+                _CACHE[key] = NvdiffrastRasterizer(device, notice)
             except Exception as exc:  # the plugin build raises many kinds of errors
                 _CACHE[key] = exc
         found = _CACHE[key]
@@ -64,11 +64,12 @@ def _nvdiffrast(device: torch.device):
     return found
 
 
-def preload(device: "torch.device | str") -> threading.Thread | None:
+def preload(device: "torch.device | str", notice: Callable[[str], None] | None = None) -> threading.Thread | None:
     """Load (or, the first time on a machine, build) nvdiffrast's plugin for ``device`` in a background
     thread, so that a process's first texture stage does not wait for it; None off CUDA.
 
-    Errors are kept for the first :func:`get_rasterizer` call, which reports them as it always does.
+    ``notice(message)`` is told when a build starts. Errors are kept for the first
+    :func:`get_rasterizer` call, which reports them as it always does.
     """
     device = torch.device(device)
     if device.type != "cuda":
@@ -78,7 +79,7 @@ def preload(device: "torch.device | str") -> threading.Thread | None:
 
     def load() -> None:
         with contextlib.suppress(Exception):
-            _nvdiffrast(device)
+            _nvdiffrast(device, notice)
 
     thread = threading.Thread(target=load, name="imesh-nvdiffrast", daemon=True)
     thread.start()

@@ -16,16 +16,20 @@ import contextlib
 import functools
 import sys
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
 _LOCK = threading.Lock()
 
 
+BUILD_NOTICE = "building nvdiffrast's CUDA rasterizer for this machine (once; about half a minute)"
+
+
 @contextlib.contextmanager
-def _register_loaded_modules() -> Iterator[None]:
-    """Within the block, modules returned by torch's extension loaders land in ``sys.modules``."""
+def _register_loaded_modules(on_build: Callable[[], None] | None = None) -> Iterator[None]:
+    """Within the block, modules returned by torch's extension loaders land in ``sys.modules``;
+    ``on_build()`` is called when a build starts (nvdiffrast calls ``load`` only when no build is cached)."""
     import torch.utils.cpp_extension as ext
 
     originals = {name: getattr(ext, name) for name in ("load", "_import_module_from_library") if hasattr(ext, name)}
@@ -33,6 +37,8 @@ def _register_loaded_modules() -> Iterator[None]:
     def wrap(fn):
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any):
+            if on_build is not None and fn is originals.get("load"):
+                on_build()
             module = fn(*args, **kwargs)
             name = getattr(module, "__name__", None)
             if name and name not in sys.modules:
@@ -50,16 +56,17 @@ def _register_loaded_modules() -> Iterator[None]:
             setattr(ext, name, fn)
 
 
-def load_plugin():
+def load_plugin(notice: Callable[[str], None] | None = None):
     """Build (first use) or load (cached) nvdiffrast's CUDA plugin; returns the ``nvdiffrast.torch`` module.
 
-    Raises whatever the build raises (no CUDA toolkit, no compiler...); the caller
-    turns that into a fallback or a clear error.
+    ``notice(message)`` is told when a build starts. Raises whatever the build raises (no CUDA
+    toolkit, no compiler...); the caller turns that into a fallback or a clear error.
     """
     import nvdiffrast.torch as dr
     from nvdiffrast.torch import ops
 
-    with _LOCK, _register_loaded_modules():
+    on_build = None if notice is None else (lambda: notice(BUILD_NOTICE))
+    with _LOCK, _register_loaded_modules(on_build):
         ops._get_plugin(gl=False)
     return dr
 
@@ -69,12 +76,12 @@ class NvdiffrastRasterizer:
 
     name = "nvdiffrast"
 
-    def __init__(self, device: torch.device | str | None = None):
+    def __init__(self, device: torch.device | str | None = None, notice: Callable[[str], None] | None = None):
         device = torch.device(device) if device is not None else torch.device("cuda")
         if device.type != "cuda":
             raise ValueError(f"nvdiffrast needs a CUDA device, got {device}")
         self.device = device
-        self.dr = load_plugin()
+        self.dr = load_plugin(notice)
         self.ctx = self.dr.RasterizeCudaContext(device=device)
 
     def rasterize(self, pos: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int]) -> torch.Tensor:
