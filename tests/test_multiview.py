@@ -176,6 +176,29 @@ def test_components_load_one_by_one(tiny_folder, white_bin):
     assert all(p.device.type == "cpu" for p in c.unet.parameters())
 
 
+def test_weights_read_in_the_background_onto_a_device_are_the_same(tiny_folder, white_bin, monkeypatch):
+    """load_components(device=...) reads the UNet's and vision tower's files in threads (onto the GPU in use;
+    here the CPU): the same tensors, and a bad file's error reaches the caller."""
+    from instantmesh_cli.multiview import loading
+
+    reads = []
+    real = loading._state_dict_from_file
+    monkeypatch.setattr(loading, "_state_dict_from_file", lambda path, device="cpu": reads.append(
+        (path.name, str(device))) or real(path, device))
+    plain = load_components(tiny_folder, unet_weights=white_bin, dtype=torch.float32)
+    assert {device for _, device in reads} == {"cpu"} and len(reads) == 2
+    reads.clear()
+    direct = load_components(tiny_folder, unet_weights=white_bin, dtype=torch.float32, device="cpu")
+    assert sorted(reads) == sorted([(white_bin.name, "cpu"), (loading.vision_weights_path(tiny_folder).name, "cpu")])
+    for part in ("unet", "vision_encoder"):
+        a, b = getattr(plain, part).state_dict(), getattr(direct, part).state_dict()
+        assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), part
+    broken = tiny_folder.parent / "broken.bin"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="broken.bin"):  # torch.load's own error, raised in the caller
+        load_components(tiny_folder, unet_weights=broken, dtype=torch.float32, device="cpu")
+
+
 def test_white_unet_state_dict_loads_strictly(tiny_folder):
     good = tiny_unet(11).state_dict()
     unet = build_unet_from_config(tiny_unet(0).config, meta=True)

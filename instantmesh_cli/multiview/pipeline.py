@@ -231,7 +231,10 @@ class Zero123PlusPipeline:
         device = torch.device(device)
         if device.type == "cpu" and dtype == torch.float16:
             raise UsageError("fp16 is not supported on the CPU; use --dtype fp32 or bf16")
-        components = load_components(folder, unet_weights=unet_weights, dtype=dtype, with_text_encoder=text_embeds is None)
+        # Read the big weight files straight onto the GPU, unless low-VRAM mode keeps them on the CPU.
+        direct = device if device.type != "cpu" and not options.get("low_vram") else None
+        components = load_components(folder, unet_weights=unet_weights, dtype=dtype, with_text_encoder=text_embeds is None,
+                                     device=direct)
         options.setdefault("white_background", unet_weights is not None)
         pipe = cls(components, device=device, **options)
         if text_embeds is not None:
