@@ -1,4 +1,5 @@
-"""Optional packages that imesh never uses, kept out of its own processes.
+"""Imports off the critical path: optional packages imesh never uses, kept out of its own processes, and
+the later stages' modules, imported in a thread while the GPU makes the views.
 
 diffusers and transformers import peft whenever it is installed, for LoRA adapters, which
 imesh never loads. On the H200 machine's image that import cost 2.5 s of an 18 s cold start,
@@ -23,3 +24,32 @@ def skip_unused_optional_packages() -> list[str]:
             sys.modules[name] = None  # type: ignore[assignment]
             hidden.append(name)
     return hidden
+
+
+# Imported by the stages after the views (the GLB export's trimesh: 0.24 s on the 2-core VM, the
+# only late import over 20 ms). The views keep the GPU busy while the main thread mostly waits
+# on it, so importing these then, in a thread, takes nothing off the first job's critical path.
+LATER_STAGE_MODULES = ("trimesh",)
+_started: list[bool] = []
+
+
+def import_later_stage_modules() -> None:
+    """Start importing :data:`LATER_STAGE_MODULES` in a daemon thread, once per process (errors are left
+    for the stage that imports the module itself to report)."""
+    import importlib
+    import threading
+
+    if _started:
+        return
+    _started.append(True)
+    todo = [name for name in LATER_STAGE_MODULES if name not in sys.modules]
+
+    def run() -> None:
+        for name in todo:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the stage's own import reports it
+                pass
+
+    if todo:
+        threading.Thread(target=run, name="imesh-imports", daemon=True).start()

@@ -59,3 +59,20 @@ def test_a_library_process_with_a_real_style_peft_loads_the_model_classes(tmp_pa
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-800:]
     assert done.stdout.split() == ["AutoencoderKL", "UNet2DConditionModel", "False", "False"]
+
+
+def test_the_later_stages_modules_are_imported_in_a_thread_once():
+    code = textwrap.dedent("""
+        import sys, threading
+        from instantmesh_cli import lean_imports
+        assert "trimesh" not in sys.modules
+        lean_imports.import_later_stage_modules()
+        lean_imports.import_later_stage_modules()  # once per process
+        workers = [t for t in threading.enumerate() if t.name == "imesh-imports"]
+        assert len(workers) <= 1, workers
+        for t in workers:
+            t.join()
+        print("trimesh" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "True"

@@ -83,6 +83,9 @@ def load_reconstruction(models: "Models", job: "Job") -> bool:
 
 def multiview(models: "Models", job: "Job") -> None:
     """The six Zero123++ views of the cut-out → ``job.views`` (the 3×2 grid)."""
+    from instantmesh_cli.lean_imports import import_later_stage_modules
+
+    import_later_stage_modules()  # while the GPU works on the views
     o = job.options
     job.views = models.multiview(
         job.prepared.image,
