@@ -305,7 +305,7 @@ def load_components(
     with_text_encoder: bool = True,
     device: "torch.device | str | None" = None,
 ) -> Zero123PlusComponents:
-    """Load every part from ``folder`` (layout above) in ``dtype``, on the CPU.
+    """Load every part from ``folder`` (layout above) in ``dtype``, on the CPU (but see ``device``).
 
     ``unet_weights``: the white-background UNet (a ``.safetensors``/``.bin`` path or a
     state dict) that replaces the v1.2 UNet's weights; ``None`` loads ``unet/``'s own.
@@ -387,8 +387,8 @@ def _load_components(
     else:
         text_encoder = tokenizer = None
         positions = _read_json(folder / "text_encoder" / "config.json").get("max_position_embeddings")
-    vision_state = reading["vision"].result() if "vision" in reading else None
-    vision_encoder = _load("vision encoder", folder, lambda: load_vision_tower(folder, dtype, state=vision_state))
+    vision_encoder = _load("vision encoder", folder, lambda: load_vision_tower(
+        folder, dtype, state=reading["vision"].result() if "vision" in reading else None))
     if unet_weights is None:
         unet = _load(
             "UNet", folder, lambda: UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype)

@@ -2,7 +2,9 @@
 
 :func:`texture_mesh` is what the pipeline calls. Everything that touches many
 pixels or texels runs on the planes' device; decimation and the UV unwrap run on
-the CPU (both are fast at the default face budget, see :data:`DEFAULT_TARGET_FACES`).
+the CPU (both are fast at the default face budget, see :data:`DEFAULT_TARGET_FACES`),
+on a GPU in a thread beside the refinement, which depends on neither (H200: 0.129 s of
+them hidden behind it).
 """
 
 from __future__ import annotations
