@@ -108,6 +108,8 @@ def test_multiview_command_errors_are_one_line(pinned, tmp_path, capsys, monkeyp
 
 
 def test_a_second_load_skips_the_text_encoder_and_gives_the_same_views(pinned, monkeypatch, tmp_path):
+    import inspect
+
     import torch
 
     from instantmesh_cli.chain import models
@@ -120,7 +122,9 @@ def test_a_second_load_skips_the_text_encoder_and_gives_the_same_views(pinned, m
     assert len(cached) == 1
     built = []
     real = loading._load_components
-    monkeypatch.setattr(loading, "_load_components", lambda *a: built.append(a[-1]) or real(*a))
+    signature = inspect.signature(real)
+    monkeypatch.setattr(loading, "_load_components",
+                        lambda *a: built.append(signature.bind(*a).arguments["with_text_encoder"]) or real(*a))
     second = models.load_multiview_pipeline(device=torch.device("cpu"), dtype=torch.float32)
     assert built == [False]  # with_text_encoder=False: the encoder was never read
     torch.testing.assert_close(second.text_embeddings(), first.text_embeddings(), rtol=0, atol=0)
