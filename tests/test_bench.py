@@ -3,7 +3,8 @@
 import json
 from dataclasses import asdict
 
-from instantmesh_cli.bench import STAGE_ROWS, format_report, sample_image
+from instantmesh_cli.bench import sample_image
+from instantmesh_cli.bench_report import STAGE_ROWS, format_report
 from instantmesh_cli.cli import run
 from test_generate import assets, served  # noqa: F401 - fixtures
 
@@ -32,7 +33,7 @@ def test_bench_json_report(served, capsys):
 
 
 def test_a_real_server_is_started_called_from_new_processes_and_stopped(tmp_path, monkeypatch):
-    from instantmesh_cli.bench import BenchReport
+    from instantmesh_cli.bench_report import BenchReport
     from instantmesh_cli.bench_server import measure_server
     from instantmesh_cli.chain.options import PipelineOptions
     from instantmesh_cli.random_weights import write_tiny_weights
@@ -60,7 +61,7 @@ def test_server_workers_must_be_counts(capsys):
 
 
 def test_report_text_has_every_stage(served, capsys):
-    from instantmesh_cli.bench import BenchReport
+    from instantmesh_cli.bench_report import BenchReport
 
     stages = {key: 0.1 for key, _ in STAGE_ROWS}
     r = BenchReport(

@@ -64,7 +64,8 @@ def bench(
             counts = ()
         if not counts or min(counts) < 1:
             raise UsageError(f"--server-workers takes worker counts like 1,2, got {server_workers!r}")
-    from instantmesh_cli.bench import BenchOptions, format_report, run_bench
+    from instantmesh_cli.bench import BenchOptions, run_bench
+    from instantmesh_cli.bench_report import format_report
 
     opts = BenchOptions(
         model=model, steps=steps, scheduler=scheduler, repeat=repeat, batch=batch, random_weights=random_weights,
