@@ -2,14 +2,9 @@
 
 One call, for one RGB(A) condition image (reference/zero123plus.md §11):
 
-1. Conditioning (once per call):
-   - RGBA is composited onto white (InstantMesh UNet) or grey 127 (original UNet);
-   - VAE path → ``vae.encode(...).latent_dist`` sample, *unscaled* = reference latent;
-     the negative (CFG) reference latent is the same for the all-zeros normalised
-     image (mid grey);
-   - CLIP path → ``image_embeds``; prompt embeds = CLIP-text("") + image_embeds x ramp
-     (per token); the negative prompt embeds = CLIP-text("") alone;
-   - batch order is [negative, positive] for both.
+1. Conditioning, once per call (:mod:`condition_encoder`): the prompt embeds (CLIP-text("")
+   plus the ramped image embedding) and the reference latents (a VAE posterior sample),
+   batched [negative, positive] under CFG.
 2. Sampling: initial latents x init_noise_sigma; per step the reference latents are
    noised at the same timestep (VP form), one UNet *write* pass on them stores the
    self-attention keys/values, one *read* pass on the latents predicts v; CFG; solver step.
@@ -61,23 +56,23 @@ graph) is now three quarters of the time. Low-VRAM mode stays step by step.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from PIL import Image
 
 from instantmesh_cli.device import parse_dtype
 from instantmesh_cli.errors import DeviceError, UsageError
-from instantmesh_cli.multiview.conditioning import GREY, WHITE, to_rgb
+from instantmesh_cli.multiview.condition_encoder import Condition, ConditionEncoder
+from instantmesh_cli.multiview.conditioning import GREY, WHITE
 from instantmesh_cli.multiview.cuda_graph import GraphedDenoiser
 from instantmesh_cli.multiview.compiled import CompiledPasses
 from instantmesh_cli.multiview.grid import GRID_HEIGHT, GRID_WIDTH
 from instantmesh_cli.multiview.loading import Zero123PlusComponents, load_components
+from instantmesh_cli.multiview.placement import Placement
 from instantmesh_cli.multiview.reference_attention import OFF, READ, WRITE, install_reference_attention
 from instantmesh_cli.multiview.scaling import unscale_image, unscale_latents
 from instantmesh_cli.multiview.schedulers import (
@@ -118,14 +113,6 @@ def step_chunks(steps: int, batch: int) -> list[range]:
         chunks.append(range(start, stop))
         start = stop
     return chunks
-
-
-@dataclass
-class Condition:
-    """What one condition image contributes, batched [negative, positive] under CFG."""
-
-    prompt_embeds: torch.Tensor  # (B, 77, D)
-    reference_latents: torch.Tensor  # (B, 4, h, w), unscaled VAE posterior samples
 
 
 def _guided(out: torch.Tensor, guidance: float) -> torch.Tensor:
@@ -193,8 +180,9 @@ class Zero123PlusPipeline:
         for module in (c.unet, c.vae, c.vision_encoder):
             module.to(home)
 
-        self._text_embeds: torch.Tensor | None = None
-        self._negative_posterior: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.placement = Placement(self.device, self.low_vram)
+        self.conditioner = ConditionEncoder(c, device=self.device, dtype=self.dtype, background=self.background,
+                                            placement=self.placement)
         # Two denoisers: write + read per step (reference_batch 0), and read only
         # (the write passes run batched: a few large calls). Compiled, both passes run
         # under torch.compile and every write pass runs batched (one step alone is a
@@ -241,84 +229,25 @@ class Zero123PlusPipeline:
             pipe.set_text_embeddings(text_embeds)
         return pipe
 
-    # ------------------------------------------------------------------ placement
-    @contextlib.contextmanager
-    def _on_device(self, module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-        """Use ``module`` on the compute device; in low-VRAM mode move it there and back."""
-        if not self.low_vram:
-            yield module
-            return
-        module.to(self.device)
-        try:
-            yield module
-        finally:
-            module.to("cpu")
-
     # ------------------------------------------------------------------ conditioning
     def set_text_embeddings(self, embeds: torch.Tensor) -> None:
         """Use ``embeds`` (one earlier :meth:`text_embeddings` of the same weights) instead of the text encoder."""
-        self._text_embeds = embeds.to(self.device, self.dtype)
+        self.conditioner.set_text_embeddings(embeds)
 
     def drop_text_encoder(self) -> None:
         """Free the text encoder once the embedding is known: it is never needed again."""
-        self.text_embeddings()
-        self.components.text_encoder = self.components.tokenizer = None
+        self.conditioner.drop_text_encoder()
 
     def text_embeddings(self) -> torch.Tensor:
         """CLIP-text embedding of the empty prompt, (1, 77, D); computed once per pipeline."""
-        if self._text_embeds is None:
-            c = self.components
-            if c.text_encoder is None:
-                raise RuntimeError("built without its text encoder and given no text embedding")
-            ids = c.tokenizer(
-                "", padding="max_length", max_length=c.tokenizer.model_max_length, truncation=True, return_tensors="pt"
-            ).input_ids
-            encoder = c.text_encoder
-            encoder.to(self.device)
-            try:
-                with torch.inference_mode():
-                    self._text_embeds = encoder(ids.to(self.device))[0].to(self.dtype).clone()
-            finally:
-                encoder.to("cpu")
-        return self._text_embeds
+        return self.conditioner.text_embeddings()
 
-    def _negative_distribution(self, vae: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std of the VAE posterior of the all-zeros normalised image (cached)."""
-        if self._negative_posterior is None:
-            size = self.components.vae_transform.output_size
-            if size is None:
-                raise UsageError("feature_extractor_vae has no crop size; cannot build the negative reference")
-            zeros = torch.zeros(1, 3, *size, device=self.device, dtype=self.dtype)
-            dist = vae.encode(zeros).latent_dist
-            self._negative_posterior = (dist.mean.clone(), dist.std.clone())
-        return self._negative_posterior
+    def encode_condition(self, image: Image.Image, *, guidance: float, generator: torch.Generator) -> Condition:
+        """Prompt embeds and reference latents for one image (draws the two posterior samples)."""
+        return self.conditioner.encode(image, guidance=guidance, generator=generator)
 
     def _draw(self, shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
-
-    @torch.inference_mode()
-    def encode_condition(self, image: Image.Image, *, guidance: float, generator: torch.Generator) -> Condition:
-        """Prompt embeds and reference latents for one image (draws the two posterior samples)."""
-        c = self.components
-        rgb = to_rgb(image, self.background)
-        vae_in = c.vae_transform(rgb).to(self.device, self.dtype)
-        clip_in = c.clip_transform(rgb).to(self.device, self.dtype)
-        cfg = guidance > 1
-
-        with self._on_device(c.vae) as vae:
-            dist = vae.encode(vae_in).latent_dist
-            latents = [dist.mean + dist.std * self._draw(dist.mean.shape, generator)]
-            if cfg:
-                mean, std = self._negative_distribution(vae)
-                latents.insert(0, mean + std * self._draw(mean.shape, generator))
-        with self._on_device(c.vision_encoder) as vision:
-            image_embeds = vision(clip_in).unsqueeze(-2)  # (1, 1, D)
-
-        text = self.text_embeddings()
-        ramp = image_embeds.new_tensor(c.ramping_coefficients).unsqueeze(-1)  # (77, 1)
-        positive = text + image_embeds * ramp
-        embeds = torch.cat([text, positive]) if cfg else positive
-        return Condition(prompt_embeds=embeds, reference_latents=torch.cat(latents))
 
     # ------------------------------------------------------------------ sampling
     def _denoise(
@@ -430,7 +359,7 @@ class Zero123PlusPipeline:
             return sched.scale_model_input(torch.cat([latents] * 2) if cfg else latents, timesteps[i])
 
         self.store.clear()
-        with self._on_device(c.unet):
+        with self.placement.use(c.unet):
             if chunk == 0:
                 # Step by step: draw the reference noise, write pass, read pass, solver step.
                 for i in range(len(timesteps)):
@@ -481,7 +410,7 @@ class Zero123PlusPipeline:
     def decode(self, latents: torch.Tensor) -> Image.Image:
         """Final latents → RGB grid image."""
         vae = self.components.vae
-        with self._on_device(vae) as vae:
+        with self.placement.use(vae) as vae:
             z = unscale_latents(latents.to(self.dtype)) / vae.config.scaling_factor
             image = unscale_image(vae.decode(z, return_dict=False)[0])
         image = (image * 0.5 + 0.5).clamp(0, 1)
