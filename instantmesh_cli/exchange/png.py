@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,24 +32,10 @@ COMPRESS_LEVEL = 6
 BAND_ROWS = 64
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
 def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="imesh-png")
-        return _POOL
+    from instantmesh_cli.thread_pools import shared_pool
 
-
-def _forget_pool() -> None:  # a forked child has the parent's pool object but none of its threads
-    global _POOL
-    _POOL = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+    return shared_pool("png", min(8, os.cpu_count() or 1))
 
 
 def texture_image(texture: np.ndarray):

@@ -33,8 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -205,17 +204,11 @@ def _state_dict_from_file(path: Path, device: "torch.device | str" = "cpu") -> d
     return state
 
 
-# Reads weight files onto the GPU while the main thread imports diffusers and builds the modules.
-_READERS: ThreadPoolExecutor | None = None
-_READERS_LOCK = threading.Lock()
-
-
 def _read_in_background(path: Path, device: torch.device) -> "Future[dict[str, torch.Tensor]]":
-    global _READERS
-    with _READERS_LOCK:
-        if _READERS is None:
-            _READERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="imesh-weights")
-    return _READERS.submit(_state_dict_from_file, path, device)
+    """Read a weight file onto ``device`` while the main thread imports diffusers and builds the modules."""
+    from instantmesh_cli.thread_pools import shared_pool
+
+    return shared_pool("weights", 2).submit(_state_dict_from_file, path, device)
 
 
 def _load_strictly(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, assign: bool, what: str) -> None:

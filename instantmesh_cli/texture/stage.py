@@ -9,10 +9,8 @@ them hidden behind it).
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent import futures
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -39,19 +37,6 @@ from instantmesh_cli.timing import StageTimer
 # so the budget is set by quality, not time: 40k keeps the detail of a grid-128 surface
 # (and matches Hunyuan3D-2's 40k), while UV + bake + GLB export measured 0.32-0.38 s.
 DEFAULT_TARGET_FACES = 40_000
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _atlas_pool() -> ThreadPoolExecutor:
-    """One thread for the atlas work beside the refinement (created on first use, kept for the process)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imesh-atlas")
-        return _POOL
-
 
 @dataclass
 class TextureReport:
@@ -161,7 +146,9 @@ def texture_mesh(
         overlap = device.type == "cuda"
     pending = None
     if overlap and images is not None and steps:
-        pending = _atlas_pool().submit(atlas_work, mesh)
+        from instantmesh_cli.thread_pools import shared_pool
+
+        pending = shared_pool("atlas", 1).submit(atlas_work, mesh)
 
     # 1. Refinement on the input views (mesh fixed, one rasterization). With 0 steps the
     #    input-view PSNR is still measured (one forward pass) for the report.
