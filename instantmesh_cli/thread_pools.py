@@ -29,4 +29,5 @@ def _forget_in_child() -> None:
     _POOLS.clear()
 
 
-os.register_at_fork(after_in_child=_forget_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_forget_in_child)
