@@ -1,4 +1,4 @@
-"""Texture PNGs with nothing in them but the pixels, compressed on several cores.
+"""PNGs (textures, views, cut-outs) with nothing in them but the pixels, compressed on several cores.
 
 glTF 2.0 defines ``baseColorTexture`` as sRGB and asks that PNGs carry no colour-space
 information of their own (the Khronos validator warns, IMAGE_FEATURES_UNSUPPORTED, on an
@@ -13,7 +13,8 @@ uses too: per row, the filter with the smallest sum of absolute signed bytes) an
 apart, in threads (numpy and zlib release the GIL), and the bands' raw deflate streams are
 joined after sync flushes, as pigz does, into one zlib stream. The band edges depend on the
 image height alone, so the bytes are the same whatever the number of cores. Measured on the
-dev VM (2 cores, a noisy 1024² texture): 0.12 s against Pillow's 0.25 s, 2 % smaller.
+dev VM (2 cores, a noisy 1024² texture): 0.12 s against Pillow's 0.25 s, 2 % smaller; on the
+H200 machine (16 cores) the whole GLB export went from 0.27 s to 0.06-0.08 s.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ import numpy as np
 
 # zlib's (and Pillow's) default level, stated so that the bytes do not follow a change of default.
 COMPRESS_LEVEL = 6
-# Rows per independently deflated band: small enough to spread 1024 rows over 16 cores,
-# large enough that restarting the deflate window costs well under 1 % of the size.
+# Rows per independently deflated band: small enough to spread 1024 rows over 16 cores, large
+# enough that restarting the deflate window costs little (nothing measurable on a noisy texture,
+# 2.5 % on a flat, very compressible test image).
 BAND_ROWS = 64
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def _pool() -> ThreadPoolExecutor:
     from instantmesh_cli.thread_pools import shared_pool
 
