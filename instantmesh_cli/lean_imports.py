@@ -28,7 +28,7 @@ def skip_unused_optional_packages() -> list[str]:
 
 # Imported by the stages after the views (the GLB export's trimesh: 0.24 s on the 2-core VM, the
 # only late import over 20 ms). The views keep the GPU busy while the main thread mostly waits
-# on it, so importing these then, in a thread, takes nothing off the first job's critical path.
+# on it, so importing these then, in a thread, adds nothing to the first job's critical path.
 LATER_STAGE_MODULES = ("trimesh",)
 _started: list[bool] = []
 
