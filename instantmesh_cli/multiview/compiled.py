@@ -1,12 +1,8 @@
 """The UNet's two reference passes under ``torch.compile`` (``--compile``).
 
-Both passes the sampler runs are compiled (see :mod:`reference_attention`):
-
-- *write*: the noised reference latents of several steps → every ``attn1``'s keys and
-  values, in ``store.layers`` order (a few large calls per image);
-- *read*: the latents, one timestep, the prompt embeddings and those keys/values →
-  the UNet's output (75 calls per image, replayed as a CUDA graph by the pipeline; CFG is
-  left to the caller).
+Both passes the sampler runs, :class:`~instantmesh_cli.multiview.unet_passes.WritePass` (a few
+large calls per image) and :class:`~instantmesh_cli.multiview.unet_passes.ReadPass` (75 calls per
+image, replayed as a CUDA graph by the pipeline), are compiled: the same modules the eager path runs.
 
 Each is compiled for fixed shapes on its first call (``dynamic=False``; a new output size or
 step batch compiles again). Inductor keeps what it generates (kernels, graphs, autotuning) in
@@ -29,7 +25,7 @@ from typing import Any, Callable
 import torch
 
 from instantmesh_cli.errors import ImeshError
-from instantmesh_cli.multiview.reference_attention import OFF, READ, WRITE, ReferenceStore
+from instantmesh_cli.multiview.unet_passes import ReadPass, WritePass, by_layer
 
 Log = Callable[[str], None]
 
@@ -61,42 +57,6 @@ def persist_compilation() -> None:
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
 
 
-class _WritePass(torch.nn.Module):
-    """``(reference latents, per-sample timesteps, embeds) → (k0, v0, k1, v1, ...)``."""
-
-    def __init__(self, unet: torch.nn.Module, store: ReferenceStore) -> None:
-        super().__init__()
-        self.unet = unet
-        self.store = store
-
-    def forward(self, reference_in: torch.Tensor, timesteps: torch.Tensor, embeds: torch.Tensor) -> tuple:
-        store = self.store
-        store.kv = {}
-        store.mode = WRITE
-        self.unet(reference_in, timesteps, encoder_hidden_states=embeds, return_dict=False)
-        store.mode = OFF
-        bank, store.kv = store.kv, {}
-        return tuple(t for name in store.layers for t in bank[name])
-
-
-class _ReadPass(torch.nn.Module):
-    """``(latents, timestep, embeds, k0, v0, k1, v1, ...) → UNet output``."""
-
-    def __init__(self, unet: torch.nn.Module, store: ReferenceStore) -> None:
-        super().__init__()
-        self.unet = unet
-        self.store = store
-
-    def forward(self, model_in: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, *kv: torch.Tensor):
-        store = self.store
-        store.kv = {name: (kv[2 * n], kv[2 * n + 1]) for n, name in enumerate(store.layers)}
-        store.mode = READ
-        out = self.unet(model_in, timestep, encoder_hidden_states=embeds, return_dict=False)[0]
-        store.mode = OFF
-        store.kv = {}
-        return out
-
-
 @dataclass
 class CompileStats:
     """The first call of each pass and input signature in this process: (pass, seconds), compilation included."""
@@ -111,19 +71,18 @@ class CompiledPasses:
     thing (up to the rounding of fused kernels).
     """
 
-    def __init__(self, unet: torch.nn.Module, store: ReferenceStore, *, log: Log | None = None) -> None:
+    def __init__(self, write_pass: WritePass, read_pass: ReadPass, *, log: Log | None = None) -> None:
         persist_compilation()
-        self.store = store
+        self.store = write_pass.store
         self.log = log or (lambda message: None)
         self.stats = CompileStats()
         self._seen: set[tuple] = set()
-        self._write = torch.compile(_WritePass(unet, store), dynamic=False)
-        self._read = torch.compile(_ReadPass(unet, store), dynamic=False)
+        self._write = torch.compile(write_pass, dynamic=False)
+        self._read = torch.compile(read_pass, dynamic=False)
 
     def write(self, reference_in: torch.Tensor, timesteps: torch.Tensor, embeds: torch.Tensor) -> dict:
         """The keys/values of every ``attn1`` for a batch of reference latents, by layer name."""
-        outputs = self._call("write", self._write, (reference_in, timesteps, embeds))
-        return {name: (outputs[2 * n], outputs[2 * n + 1]) for n, name in enumerate(self.store.layers)}
+        return by_layer(self.store, self._call("write", self._write, (reference_in, timesteps, embeds)))
 
     def read(self, model_in: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor,
              *kv: torch.Tensor) -> torch.Tensor:

@@ -75,6 +75,7 @@ from instantmesh_cli.multiview.loading import Zero123PlusComponents, load_compon
 from instantmesh_cli.multiview.placement import Placement
 from instantmesh_cli.multiview.reference_attention import OFF, READ, WRITE, install_reference_attention
 from instantmesh_cli.multiview.scaling import unscale_image, unscale_latents
+from instantmesh_cli.multiview.unet_passes import ReadPass, WritePass, by_layer
 from instantmesh_cli.multiview.schedulers import (
     DEFAULT_SAMPLER,
     get_sampler,
@@ -188,8 +189,10 @@ class Zero123PlusPipeline:
         # under torch.compile and every write pass runs batched (one step alone is a
         # batch of one).
         self.compiled: CompiledPasses | None = None
+        self._write_pass = WritePass(c.unet, self.store)
+        self._read_pass = ReadPass(c.unet, self.store)
         if compile:
-            self.compiled = CompiledPasses(c.unet, self.store, log=compile_log)
+            self.compiled = CompiledPasses(self._write_pass, self._read_pass, log=compile_log)
         denoise: Callable[..., torch.Tensor] = self._denoise
         read: Callable[..., torch.Tensor] = self._read
         if cuda_graph:
@@ -280,15 +283,8 @@ class Zero123PlusPipeline:
 
         ``reference_kv``: keys and values of every layer, in ``store.layers`` order.
         """
-        if self.compiled is not None:
-            return _guided(self.compiled.read(model_in, timestep, embeds, *reference_kv), guidance)
-        store = self.store
-        store.kv = {name: (reference_kv[2 * n], reference_kv[2 * n + 1]) for n, name in enumerate(store.layers)}
-        store.mode = READ
-        out = self.components.unet(model_in, timestep, encoder_hidden_states=embeds, return_dict=False)[0]
-        store.mode = OFF
-        store.kv = {}
-        return _guided(out, guidance)
+        read = self._read_pass if self.compiled is None else self.compiled.read
+        return _guided(read(model_in, timestep, embeds, *reference_kv), guidance)
 
     def _steps_per_write(self, reference_batch: int) -> int:
         """Steps per write pass; compiled, a write pass is always batched (one step is a batch of one)."""
@@ -300,13 +296,7 @@ class Zero123PlusPipeline:
         """One write pass over several steps' reference latents (per-sample timesteps); returns the stored K/V."""
         if self.compiled is not None:
             return self.compiled.write(reference_in, timesteps, embeds)
-        store = self.store
-        store.kv = {}
-        store.mode = WRITE
-        self.components.unet(reference_in, timesteps, encoder_hidden_states=embeds, return_dict=False)
-        store.mode = OFF
-        bank, store.kv = store.kv, {}
-        return bank
+        return by_layer(self.store, self._write_pass(reference_in, timesteps, embeds))
 
     @torch.inference_mode()
     def sample(
