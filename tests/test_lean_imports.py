@@ -76,3 +76,55 @@ def test_the_later_stages_modules_are_imported_in_a_thread_once():
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "True"
+
+
+_CLASSES_PROBE = """
+    import sys
+    {first}
+    from instantmesh_cli.multiview.diffusers_import import diffusers_model_classes
+    vae, unet = diffusers_model_classes()
+    import diffusers
+    from diffusers.utils import is_scipy_available
+    print("scipy.stats" in sys.modules, "diffusers.models.unets.unet_1d" in sys.modules,
+          vae is diffusers.AutoencoderKL and unet is diffusers.UNet2DConditionModel, is_scipy_available())
+    # Everything else diffusers has still imports in this process, through the deferred package inits too.
+    from diffusers.models.unets import UNet1DModel
+    from diffusers.models.autoencoders import AutoencoderTiny
+    import diffusers.models.transformers as transformers_package
+    print(UNet1DModel.__name__, AutoencoderTiny.__name__, transformers_package.Transformer2DModel.__name__,
+          "diffusers.models.unets.unet_1d" in sys.modules)
+    try:
+        transformers_package.no_such_model
+    except AttributeError:
+        print("AttributeError")
+    # The sampler whose diffusers module imported while scipy was hidden still runs.
+    import torch
+    from instantmesh_cli.multiview.schedulers import get_sampler
+    sched = get_sampler("dpm++2m").build({{"num_train_timesteps": 1000, "beta_schedule": "linear",
+                                           "prediction_type": "v_prediction"}})
+    sched.set_timesteps(4)
+    x = torch.zeros(1, 4, 8, 8)
+    print(tuple(sched.step(torch.ones_like(x), sched.timesteps[0], x, return_dict=False)[0].shape))
+"""
+
+
+def _classes_probe(first: str) -> list[list[str]]:
+    code = textwrap.dedent(_CLASSES_PROBE.format(first=first))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    return [line.split() for line in done.stdout.strip().splitlines()]
+
+
+def test_the_cli_process_imports_the_two_model_classes_without_scipy_stats_or_every_other_model():
+    lines = _classes_probe("import instantmesh_cli.cli")
+    assert lines[0] == ["False", "False", "True", "True"]  # and diffusers is told the truth about scipy again
+    assert lines[1] == ["UNet1DModel", "AutoencoderTiny", "Transformer2DModel", "True"]
+    assert lines[2] == ["AttributeError"]
+    assert lines[3] == ["(1,", "4,", "8,", "8)"]
+
+
+def test_a_library_process_imports_the_model_classes_the_plain_way():
+    # The probe can tell: without imesh's entry point diffusers' own imports run, scipy.stats with them.
+    lines = _classes_probe("pass")
+    assert lines[0] == ["True", "True", "True", "True"]
+    assert lines[1][:3] == ["UNet1DModel", "AutoencoderTiny", "Transformer2DModel"]

@@ -15,33 +15,91 @@ with transformers hidden: diffusers' ``is_transformers_available()`` answers Fal
 afterwards: transformers can still be imported later in the process (the text
 encoder does); only diffusers' transformers-based extras, which we never call (LoRA
 on text encoders, single-file loading, ``AutoencoderRAE``), stay off in this process.
+
+imesh's own processes (:func:`use_lean_import`, from :mod:`instantmesh_cli.startup`) leave out
+two more things on that first import, measured on the 2-core VM (3.7 s for the two classes):
+
+- scipy.stats (1.0 s): the single-file loaders import several diffusers schedulers, and two
+  of them import ``scipy.stats`` when scipy is installed, for beta-sigma schedules. imesh never
+  asks for those (its samplers are ``multiview.schedulers``); diffusers is told scipy is
+  absent while the classes import, and told the truth again afterwards.
+- the ``__init__`` of ``diffusers.models.unets``, ``.autoencoders`` and ``.transformers``
+  (0.3 s): each imports every model of its kind, about 130 modules, for the two classes used.
+  Those packages are put in place uninitialised (:class:`_DeferredPackage`): their submodules
+  import as usual, and the first other name asked of one runs its ``__init__`` then.
+
+A library process keeps the plain import: its code may use a beta-sigma schedule later.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import sys
 import threading
+import types
 from typing import Iterator
 
 _MODULES = ("diffusers.models.autoencoders.autoencoder_kl", "diffusers.models.unets.unet_2d_condition")
-_lock = threading.Lock()
+_DEFERRED_PACKAGES = ("diffusers.models.unets", "diffusers.models.autoencoders", "diffusers.models.transformers")
+_lock = threading.RLock()
+_lean: list[bool] = []
+
+
+def use_lean_import() -> None:
+    """Leave scipy.stats and the model packages' ``__init__`` out of the model-class import (see above)."""
+    _lean[:] = [True]
 
 
 def diffusers_model_classes() -> tuple[type, type]:
     """diffusers' ``AutoencoderKL`` and ``UNet2DConditionModel``."""
     with _lock:
-        if "transformers" not in sys.modules and not all(name in sys.modules for name in _MODULES):
-            try:
-                with _transformers_hidden():
+        if not all(name in sys.modules for name in _MODULES):
+            with contextlib.ExitStack() as hidden:
+                if "transformers" not in sys.modules:
+                    hidden.enter_context(_transformers_hidden())
+                if _lean:
+                    hidden.enter_context(_scipy_hidden())
+                    _defer_package_inits()
+                try:
                     for name in _MODULES:
                         importlib.import_module(name)
-            except (ImportError, RuntimeError):  # diffusers' lazy modules wrap an ImportError in a RuntimeError
-                pass  # a diffusers that cannot do without transformers: the plain import below brings it in
+                except (ImportError, RuntimeError):  # diffusers' lazy modules wrap an ImportError in a RuntimeError
+                    pass  # a diffusers that cannot do without them: the plain import below brings them in
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     return AutoencoderKL, UNet2DConditionModel
+
+
+class _DeferredPackage(types.ModuleType):
+    """A package in ``sys.modules`` whose ``__init__`` has not run yet: its submodules import as
+    usual; the first other attribute asked of it runs the ``__init__`` (once), then answers."""
+
+    def __getattr__(self, name: str):
+        with _lock:
+            spec = self.__dict__.pop("_deferred_spec", None)
+            if spec is not None:
+                try:
+                    spec.loader.exec_module(self)  # what `import package` runs; present submodules are reused
+                except BaseException:
+                    self._deferred_spec = spec  # the next attribute tries again, and fails as loudly
+                    raise
+        return super().__getattribute__(name)
+
+
+def _defer_package_inits() -> None:
+    for name in _DEFERRED_PACKAGES:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+            continue  # not the diffusers this was written for: its own import runs
+        package = _DeferredPackage(name)
+        package.__spec__, package.__loader__, package.__file__ = spec, spec.loader, spec.origin
+        package.__path__, package.__package__ = list(spec.submodule_search_locations), name
+        package._deferred_spec = spec
+        sys.modules[name] = package
 
 
 @contextlib.contextmanager
@@ -67,3 +125,18 @@ def _transformers_hidden() -> Iterator[None]:
                 del sys.modules[name]
         for flag, value in flags.items():
             setattr(import_utils, flag, value)
+
+
+@contextlib.contextmanager
+def _scipy_hidden() -> Iterator[None]:
+    from diffusers.utils import import_utils
+
+    if not isinstance(getattr(import_utils, "_scipy_available", None), bool):
+        yield
+        return
+    available = import_utils._scipy_available
+    import_utils._scipy_available = False
+    try:
+        yield
+    finally:
+        import_utils._scipy_available = available
