@@ -23,6 +23,15 @@ def shared_pool(name: str, workers: int) -> ThreadPoolExecutor:
         return found
 
 
+def shutdown_all() -> None:
+    """Finish the work given to every pool and stop their threads (a later ``shared_pool`` makes a new one)."""
+    with _LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.shutdown(wait=True)
+
+
 def _forget_in_child() -> None:
     global _LOCK
     _LOCK = threading.Lock()  # a parent thread may have held it at the fork

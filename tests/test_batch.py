@@ -82,3 +82,25 @@ def test_derived_seed_depends_on_seed_and_name_only():
     assert derive_seed(42, "cat.png") != derive_seed(43, "cat.png")
     assert derive_seed(42, "cat.png") != derive_seed(42, "dog.png")
     assert 0 <= derive_seed(7, "x") < 2**31
+
+
+def test_only_a_one_photo_generate_skips_the_models_warm_up(tmp_path, monkeypatch):
+    # One photo per process: the load-time warm-up (compilation, CUDA graph, encoder and decoder
+    # runs) would only repeat what its one job does; a batch warms up for the jobs after the first.
+    from instantmesh_cli import cli
+    from instantmesh_cli.chain import models
+
+    seen = []
+    real_init = models.Models.__init__
+
+    def recording_init(self, *args, single_job=False, **kwargs):
+        seen.append(single_job)
+        real_init(self, *args, single_job=single_job, **kwargs)
+
+    monkeypatch.setattr(models.Models, "__init__", recording_init)
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_text("not an image")  # each job fails at its read; the models are made first
+    assert cli.run(["generate", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.glb"), "--quiet", "--no-server"]) == 1
+    assert cli.run(["generate", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "out"),
+                    "--quiet", "--no-server"]) == 1
+    assert seen == [True, False]

@@ -1,7 +1,8 @@
 """Command-line entry point: ``imesh`` (and ``python -m instantmesh_cli``).
 
 ``main`` runs the Typer app and turns every failure into one line on stderr and
-an exit code: 0 all done, 1 something failed, 2 usage error, 130 interrupted.
+an exit code: 0 all done, 1 something failed, 2 usage error, 130 interrupted; then it
+ends the process without the interpreter's teardown (:mod:`instantmesh_cli.process_exit`).
 """
 
 from __future__ import annotations
@@ -106,4 +107,6 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    from instantmesh_cli.process_exit import exit_promptly
+
+    exit_promptly(run())

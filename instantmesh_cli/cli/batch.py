@@ -168,7 +168,8 @@ def run_photo_batch(
             with WorkerPool(options, devices, overlap=overlap) as pool:
                 pool.run(jobs, done)
         else:
-            models = Models(options, download_progress=progress.download)
+            # One photo: nothing to warm up for (Models says why).
+            models = Models(options, download_progress=progress.download, single_job=len(jobs) <= 1)
             BatchRunner(models, PHOTO_TO_MESH, overlap=overlap).run(jobs, done)
 
     return report.run(body)
