@@ -66,6 +66,7 @@ from PIL import Image
 
 from instantmesh_cli.device import parse_dtype
 from instantmesh_cli.errors import DeviceError, UsageError
+from instantmesh_cli.multiview.channels_last import keep_channels_last
 from instantmesh_cli.multiview.condition_encoder import Condition, ConditionEncoder
 from instantmesh_cli.multiview.conditioning import GREY, WHITE
 from instantmesh_cli.multiview.cuda_graph import GraphedDenoiser
@@ -174,6 +175,7 @@ class Zero123PlusPipeline:
         if channels_last:
             c.unet.to(memory_format=torch.channels_last)
             c.vae.to(memory_format=torch.channels_last)
+            keep_channels_last(c.unet, c.vae)  # and the activations between the convolutions (channels_last.py)
         # The text encoder is used once (for the "" embedding), so it never stays on the GPU.
         if c.text_encoder is not None:
             c.text_encoder.to("cpu")
