@@ -45,6 +45,18 @@ def test_other_inputs_take_torchs_kernel():
         torch.testing.assert_close(out, plain(x), atol=0, rtol=0)
 
 
+def test_a_call_autograd_records_takes_torchs_kernel_and_differentiates():
+    norm = ChannelsLastGroupNorm(4, 16)  # parameters that require grad, as a fresh module's do
+    x = _nhwc(torch.randn(2, 16, 5, 3)).requires_grad_()
+    out = norm(x)
+    out.square().sum().backward()
+    assert x.grad is not None and norm.weight.grad is not None
+    with torch.no_grad():
+        fast = norm(x)
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast, out.detach(), atol=2e-6, rtol=1e-5)
+
+
 def test_the_unet_computes_the_same_with_its_activations_kept_nhwc():
     unet = rw.build_unet(rw.TINY, seed=3).eval().to(memory_format=torch.channels_last)
     kept = copy.deepcopy(unet)

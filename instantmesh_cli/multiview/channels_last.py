@@ -55,11 +55,14 @@ def group_norm_channels_last(
 
 
 class ChannelsLastGroupNorm(nn.GroupNorm):
-    """``nn.GroupNorm`` that keeps a channels-last 4-D input channels-last (any other input: torch's kernel)."""
+    """``nn.GroupNorm`` that keeps a channels-last 4-D input channels-last (any other input, and any call that
+    autograd records: torch's kernel)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
             return super().forward(x)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, self.weight, self.bias)):
+            return super().forward(x)  # the output buffer below (addcmul's out=) cannot be differentiated
         return group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
