@@ -1,7 +1,7 @@
 """Ending imesh's own process as soon as its work is done and said.
 
 Once the last output is written, a one-photo ``imesh generate`` took another 1.25-1.4 s to end
-on the 2-core VM and 1.4-1.5 s on the H200 machine: the interpreter's teardown, which takes
+on the 2-core VM and 1.5-1.8 s on the H200 machine: the interpreter's teardown, which takes
 every module apart and destroys torch's, onnxruntime's and the CUDA driver's objects one by one
 (a garbage collection is 0.26 s of it). Nothing in that teardown writes anything the user keeps.
 So the CLI ends the way Python's shutdown begins, then leaves without the teardown:

@@ -42,9 +42,9 @@ graph (``cuda_graph``, on by default on CUDA unless ``low_vram``). ``compile``
 on a machine compiles for a minute or two, later ones read Inductor's on-disk cache);
 :meth:`warm_up` does that, and the graph capture, before the first call. ``channels_last``
 (default on CUDA without ``compile``) runs the convolutions in NHWC and keeps the activations
-NHWC between them (:mod:`channels_last`; 2.325 s -> 1.986 s on the H200, within 2/255). ``low_vram`` keeps only the part
-in use on the GPU. Measured on one H100 (full-size random weights, fp16, 75
-euler-a steps, 640x960, weights resident): eager 4.04 s (the official pipeline:
+NHWC between them (:mod:`channels_last`; 2.325 s -> 1.986 s on the H200, within 2/255).
+``low_vram`` keeps only the part in use on the GPU. Measured on one H100 (full-size random
+weights, fp16, 75 euler-a steps, 640x960, weights resident): eager 4.04 s (the official pipeline:
 4.06 s); CUDA graph 2.73 s, + channels_last 2.67 s (peak 4.4 GiB); compile + CUDA
 graph 1.85 s (fp16) / 1.82 s (bf16), peak 4.8 GiB, of which encode 29 ms and
 decode 57 ms; low-VRAM 4.14 s at 2.06 GiB peak; dpm++2m 25 steps with a CUDA graph
