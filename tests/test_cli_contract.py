@@ -179,7 +179,7 @@ def test_a_stop_signal_during_a_jobs_report_waits_for_its_end(capsys):
 
     from instantmesh_cli.chain.job import Job, JobInput, JobOutputs
     from instantmesh_cli.cli.batch import BatchReport
-    from instantmesh_cli.cli.signals import Interrupted, stop_on_signals
+    from instantmesh_cli.signals import Interrupted, stop_on_signals
 
     report = BatchReport(2, json_lines=True, quiet=True)
     job = Job(name="a.png", inputs=[JobInput(label="a.png")], seed=1, outputs=JobOutputs())

@@ -63,11 +63,14 @@ class _InOrder:
         self.next = 0
 
     def __call__(self, index: int, job: "Job") -> None:
+        from instantmesh_cli.signals import signals_held
+
         with self.lock:
             self.done[index] = job
             while self.next in self.done:
-                self.callback(self.done.pop(self.next))
-                self.next += 1
+                with signals_held():  # taken and handed over as one step (a no-op off the main thread)
+                    self.callback(self.done.pop(self.next))
+                    self.next += 1
 
 
 class BatchRunner:

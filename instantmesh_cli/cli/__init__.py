@@ -21,7 +21,7 @@ import typer  # noqa: E402
 
 from instantmesh_cli.cli.app import app, state
 from instantmesh_cli.cli.common import error_line, warn_line
-from instantmesh_cli.cli.signals import Interrupted, stop_on_signals
+from instantmesh_cli.signals import Interrupted, stop_on_signals
 from instantmesh_cli.errors import ImeshError
 
 from instantmesh_cli.cli import commands  # noqa: E402

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from instantmesh_cli.cli.common import error_line, warn_line
-from instantmesh_cli.cli.signals import Interrupted, signals_held
+from instantmesh_cli.signals import Interrupted, signals_held
 
 if TYPE_CHECKING:
     from instantmesh_cli.chain.job import Job

@@ -178,7 +178,7 @@ class RemoteBatch:
         self.client.close()
 
     def run(self, jobs: "list[Job]", on_done: Callable[["Job"], None]) -> None:
-        from instantmesh_cli.cli.signals import signals_held
+        from instantmesh_cli.signals import signals_held
 
         pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="imesh-client")
         futures = [pool.submit(self._one, job) for job in jobs]

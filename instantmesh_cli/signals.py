@@ -1,4 +1,9 @@
-"""SIGTERM handled like Ctrl-C: the batch stops cleanly, reports what finished, and exits 143."""
+"""SIGTERM handled like Ctrl-C: the batch stops cleanly, reports what finished, and exits 143.
+
+The CLI installs the handlers (:func:`stop_on_signals`); the batch drivers (the in-process runner's
+reporter, the GPU worker pool, the server client) hold a stop while they claim and report a job
+(:func:`signals_held`), so that a written output is always reported once.
+"""
 
 from __future__ import annotations
 
