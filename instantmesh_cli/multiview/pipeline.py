@@ -75,7 +75,7 @@ from instantmesh_cli.multiview.compiled import CompiledPasses
 from instantmesh_cli.multiview.grid import GRID_HEIGHT, GRID_WIDTH
 from instantmesh_cli.multiview.loading import Zero123PlusComponents, load_components
 from instantmesh_cli.multiview.placement import Placement
-from instantmesh_cli.multiview.reference_attention import OFF, READ, WRITE, install_reference_attention
+from instantmesh_cli.multiview.reference_attention import install_reference_attention
 from instantmesh_cli.multiview.scaling import unscale_image, unscale_latents
 from instantmesh_cli.multiview.unet_passes import ReadPass, WritePass, by_layer
 from instantmesh_cli.multiview.schedulers import (
@@ -266,13 +266,8 @@ class Zero123PlusPipeline:
         guidance: float,
     ) -> torch.Tensor:
         """Write pass on the noised reference, read pass on the latents, then CFG → guided v."""
-        unet, store = self.components.unet, self.store
-        store.mode = WRITE
-        unet(reference_in, timestep, encoder_hidden_states=embeds, return_dict=False)
-        store.mode = READ
-        out = unet(model_in, timestep, encoder_hidden_states=embeds, return_dict=False)[0]
-        store.mode = OFF
-        return _guided(out, guidance)
+        reference_kv = self._write_pass(reference_in, timestep, embeds)
+        return _guided(self._read_pass(model_in, timestep, embeds, *reference_kv), guidance)
 
     def _read(
         self,
