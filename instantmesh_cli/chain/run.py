@@ -48,6 +48,35 @@ def run_job(models: "Models", job: "Job", plan: Sequence[Stage], timer: StageTim
     return run_stages(models, job, plan, timer or StageTimer(models.device)).settle()
 
 
+def report_in_order(results: Sequence["Job | Future[Job]"], on_done: JobCallback, *,
+                    on_stop: Callable[[], None] = lambda: None) -> None:
+    """``on_done`` for each result in order (a job, or a future of one, waited for), from this thread.
+
+    Each job is claimed and reported as one step (:func:`~instantmesh_cli.signals.signals_held`): a
+    stop that landed between the two would leave a written output reported by neither path below.
+    On a stop (Ctrl-C, SIGTERM), ``on_stop()`` (the driver stops its work), then the jobs that
+    finished behind the one being waited for, their outputs written, are reported too, as a local
+    run reports every output it wrote before the stop; then the stop goes on to the caller.
+    """
+    from instantmesh_cli.signals import signals_held
+
+    reported = 0
+    try:
+        for index, result in enumerate(results):
+            job = result.result() if isinstance(result, Future) else result
+            with signals_held():
+                reported = index + 1
+                on_done(job)
+    except BaseException:
+        on_stop()
+        for result in results[reported:]:
+            if isinstance(result, Future) and result.done() and not result.cancelled() and result.exception() is None:
+                job = result.result()
+                if job.status in ("ok", "suspect", "failed") and job.files:
+                    on_done(job)
+        raise
+
+
 def split_groups(plan: Sequence[Stage]) -> tuple[tuple[Stage, ...], tuple[Stage, ...], tuple[Stage, ...]]:
     """``plan`` as its (front, gpu, back) stages; the order of the plan is kept within each."""
     return tuple(tuple(s for s in plan if s.group == g) for g in ("front", "gpu", "back"))  # type: ignore[return-value]

@@ -198,25 +198,11 @@ class WorkerPool:
         """A whole batch: ``on_done(job)`` once per job in input order (skipped jobs pass straight through).
 
         On a stop (Ctrl-C, SIGTERM), jobs that a worker finished behind the one being waited for, their
-        outputs written, are reported too before the stop goes on to the caller.
+        outputs written, are reported too before the stop goes on to the caller (:func:`report_in_order`).
         """
-        from instantmesh_cli.signals import signals_held
+        from instantmesh_cli.chain.run import report_in_order
 
-        futures = [None if j.status == "skipped" else self.submit(j) for j in jobs]
-        reported = 0
-        try:
-            for index, (job, future) in enumerate(zip(jobs, futures)):
-                done = job if future is None else future.result()
-                with signals_held():  # claimed and reported as one step (signals.py)
-                    reported = index + 1
-                    on_done(done)
-        except BaseException:
-            for future in futures[reported:]:
-                if future is not None and future.done() and not future.cancelled() and future.exception() is None:
-                    done = future.result()
-                    if done.status in ("ok", "suspect", "failed") and done.files:
-                        on_done(done)
-            raise
+        report_in_order([job if job.status == "skipped" else self.submit(job) for job in jobs], on_done)
 
     def _dispatch(self) -> None:
         """Send waiting jobs to the ready workers with the fewest in flight (lock held)."""

@@ -178,21 +178,12 @@ class RemoteBatch:
         self.client.close()
 
     def run(self, jobs: "list[Job]", on_done: Callable[["Job"], None]) -> None:
-        from instantmesh_cli.signals import signals_held
+        from instantmesh_cli.chain.run import report_in_order
 
         pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="imesh-client")
         futures = [pool.submit(self._one, job) for job in jobs]
-        reported = 0
-        try:
-            for index, future in enumerate(futures):
-                job = future.result()
-                # Claimed and reported as one step: a stop that landed between the two left a job whose
-                # output was written reported by neither path (seen once in a full test run). A stop in
-                # the block is raised at its end, with this job reported once.
-                with signals_held():
-                    reported = index + 1
-                    on_done(job)
-        except BaseException:
+
+        def stop() -> None:
             for future in futures:
                 future.cancel()
             with self._lock:
@@ -201,14 +192,8 @@ class RemoteBatch:
             for job_id in open_ids:
                 self.client.delete(job_id)  # queued ones never run; running ones end their streams as cancelled
             pool.shutdown(wait=True, cancel_futures=True)
-            # Jobs that finished (and were written) behind one still running are reported too, as a
-            # local run reports every output it wrote before the stop.
-            for future in futures[reported:]:
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    job = future.result()
-                    if job.status in ("ok", "suspect", "failed") and job.files:
-                        on_done(job)
-            raise
+
+        report_in_order(futures, on_done, on_stop=stop)
         pool.shutdown(wait=True)
 
     # ------------------------------------------------------------------ one job
