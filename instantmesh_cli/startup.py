@@ -17,7 +17,6 @@ def prepare_process() -> None:
 
     from instantmesh_cli import metadata_cache
     from instantmesh_cli.lean_imports import skip_unused_optional_packages
-
     from instantmesh_cli.multiview.diffusers_import import use_lean_import
 
     skip_unused_optional_packages()
