@@ -60,7 +60,7 @@ def diffusers_model_classes() -> tuple[type, type]:
                 if "transformers" not in sys.modules:
                     hidden.enter_context(_transformers_hidden())
                 if _lean:
-                    hidden.enter_context(_scipy_hidden())
+                    hidden.enter_context(_told_absent("_scipy_available"))
                     _defer_package_inits()
                 try:
                     for name in _MODULES:
@@ -103,40 +103,34 @@ def _defer_package_inits() -> None:
 
 
 @contextlib.contextmanager
-def _transformers_hidden() -> Iterator[None]:
+def _told_absent(*flags: str) -> Iterator[bool]:
+    """diffusers' availability ``flags`` (``import_utils._<package>_available``) read False in the block;
+    yields whether this is the diffusers this was written for (its first flag is a bool), else changes nothing."""
     from diffusers.utils import import_utils
 
-    if not isinstance(getattr(import_utils, "_transformers_available", None), bool):
-        yield  # not the diffusers this was written for: import as it is
+    if not isinstance(getattr(import_utils, flags[0], None), bool):
+        yield False  # not the diffusers this was written for: import as it is
         return
-    # peft imports transformers, so it is hidden with it (when something has not imported it already).
-    flags = {flag: getattr(import_utils, flag) for flag in ("_transformers_available", "_peft_available")
-             if isinstance(getattr(import_utils, flag, None), bool)}
-    hidden = [name for name in ("transformers", "peft") if name not in sys.modules]
-    for flag in flags:
+    saved = {flag: getattr(import_utils, flag) for flag in flags if isinstance(getattr(import_utils, flag, None), bool)}
+    for flag in saved:
         setattr(import_utils, flag, False)
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
     try:
-        yield
+        yield True
     finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
-        for flag, value in flags.items():
+        for flag, value in saved.items():
             setattr(import_utils, flag, value)
 
 
 @contextlib.contextmanager
-def _scipy_hidden() -> Iterator[None]:
-    from diffusers.utils import import_utils
-
-    if not isinstance(getattr(import_utils, "_scipy_available", None), bool):
-        yield
-        return
-    available = import_utils._scipy_available
-    import_utils._scipy_available = False
-    try:
-        yield
-    finally:
-        import_utils._scipy_available = available
+def _transformers_hidden() -> Iterator[None]:
+    # peft imports transformers, so it is hidden with it (when something has not imported it already).
+    with _told_absent("_transformers_available", "_peft_available") as known:
+        hidden = [name for name in ("transformers", "peft") if known and name not in sys.modules]
+        for name in hidden:
+            sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+        try:
+            yield
+        finally:
+            for name in hidden:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
