@@ -61,9 +61,10 @@ def test_the_unet_computes_the_same_with_its_activations_kept_nhwc():
     unet = rw.build_unet(rw.TINY, seed=3).eval().to(memory_format=torch.channels_last)
     kept = copy.deepcopy(unet)
     before = {k: v.clone() for k, v in kept.state_dict().items()}
-    norms, outputs = keep_channels_last(kept)
-    assert norms == sum(isinstance(m, torch.nn.GroupNorm) for m in unet.modules()) > 0
-    assert outputs == sum(type(m).__name__ == "Transformer2DModel" for m in unet.modules()) > 0
+    changes = keep_channels_last(kept)
+    assert changes.norms == sum(isinstance(m, torch.nn.GroupNorm) for m in unet.modules()) > 0
+    assert changes.transformer_outputs == sum(type(m).__name__ == "Transformer2DModel" for m in unet.modules()) > 0
+    assert changes.resnets == sum(type(m).__name__ == "ResnetBlock2D" for m in unet.modules()) > 0
     state = kept.state_dict()
     assert state.keys() == before.keys() and all(torch.equal(state[k], before[k]) for k in before)  # same parameters
 

@@ -18,15 +18,24 @@ kernel: the statistics accumulate in float32 and are kept in the activations' dt
 kernel keeps its mean and 1/std in that dtype too); the output is ``x * scale + shift``
 computed in float32 and rounded once, with scale and shift rounded to the activations' dtype
 too (torch keeps those two in float32: at most about one more rounding step of the output).
+
+On CUDA with Triton the swapped GroupNorms run :mod:`group_norm_kernels` instead (three kernels,
+float32 statistics and scale/shift), and each ResNet block's forward is
+:func:`_resnet_forward`: diffusers' arithmetic, with its two "add the time embedding, GroupNorm,
+SiLU" runs each made one fused norm, and the output's division by a scale factor of 1 left out.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from instantmesh_cli.multiview import group_norm_kernels
 
 
 def group_norm_channels_last(
@@ -56,17 +65,40 @@ def group_norm_channels_last(
 
 class ChannelsLastGroupNorm(nn.GroupNorm):
     """``nn.GroupNorm`` that keeps a channels-last 4-D input channels-last (any other input, and any call that
-    autograd records: torch's kernel)."""
+    autograd records: torch's kernel).
+
+    ``kernels``: use :mod:`group_norm_kernels` where they can run (CUDA with Triton).
+    """
+
+    kernels: bool = True
+
+    def _fast(self, x: torch.Tensor) -> bool:
+        if x.dim() != 4 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+            return False
+        # The output buffers (addcmul's out=, the kernels') cannot be differentiated.
+        return not (torch.is_grad_enabled()
+                    and any(t is not None and t.requires_grad for t in (x, self.weight, self.bias)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        if not self._fast(x):
             return super().forward(x)
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, self.weight, self.bias)):
-            return super().forward(x)  # the output buffer below (addcmul's out=) cannot be differentiated
+        if self.kernels and group_norm_kernels.available(x):
+            return group_norm_kernels.group_norm_nhwc(x, self.num_groups, self.weight, self.bias, self.eps)
         return group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
 
+    def add_norm_silu(self, x: torch.Tensor, addend: torch.Tensor | None, *, silu: bool) -> torch.Tensor:
+        """``silu(self(x + addend))`` (without the SiLU if not ``silu``; ``addend``: n x c values or None),
+        in one pass over ``x`` where the kernels run."""
+        if self.kernels and self._fast(x) and group_norm_kernels.available(x):
+            return group_norm_kernels.group_norm_nhwc(x, self.num_groups, self.weight, self.bias, self.eps,
+                                                      addend=addend, silu=silu)
+        if addend is not None:
+            x = x + addend.reshape(x.shape[0], x.shape[1], 1, 1)
+        x = self(x)
+        return F.silu(x) if silu else x
 
-def _swap_group_norms(root: nn.Module) -> int:
+
+def _swap_group_norms(root: nn.Module, kernels: bool) -> int:
     count = 0
     for parent in list(root.modules()):
         for name, child in list(parent.named_children()):
@@ -74,6 +106,7 @@ def _swap_group_norms(root: nn.Module) -> int:
                 swapped = ChannelsLastGroupNorm(child.num_groups, child.num_channels, child.eps, child.affine)
                 swapped.weight, swapped.bias = child.weight, child.bias  # the same Parameters: nothing is copied
                 swapped.train(child.training)
+                swapped.kernels = kernels
                 setattr(parent, name, swapped)
                 count += 1
     return count
@@ -108,10 +141,81 @@ def _keep_transformer_outputs(root: nn.Module) -> int:
     return count
 
 
-def keep_channels_last(*modules: nn.Module) -> tuple[int, int]:
-    """Make ``modules`` keep channels-last activations (above); (GroupNorms swapped, transformer outputs kept)."""
-    norms = outputs = 0
+def _resnet_forward(block: Any, input_tensor: torch.Tensor, temb: torch.Tensor | None = None, *args: Any,
+                    **kwargs: Any) -> torch.Tensor:
+    """diffusers' ``ResnetBlock2D.forward`` (``time_embedding_norm="default"``), with "+ temb, norm2, SiLU" and
+    "norm1, SiLU" each one :meth:`ChannelsLastGroupNorm.add_norm_silu`.
+
+    The same operations in the same order otherwise; the output's ``/ output_scale_factor`` is left out
+    when the factor is 1 (a division by 1 is exact, and a pass over the tensor)."""
+    if args or kwargs:  # diffusers' deprecated ``scale`` argument: its own forward warns about it
+        return type(block).forward(block, input_tensor, temb, *args, **kwargs)
+    silu = isinstance(block.nonlinearity, nn.SiLU)
+    hidden = block.norm1.add_norm_silu(input_tensor, None, silu=silu)
+    if not silu:
+        hidden = block.nonlinearity(hidden)
+    if block.upsample is not None:
+        if hidden.shape[0] >= 64:  # diffusers' guard: its NHWC nearest upsampling fails on large batches
+            input_tensor = input_tensor.contiguous()
+            hidden = hidden.contiguous()
+        input_tensor = block.upsample(input_tensor)
+        hidden = block.upsample(hidden)
+    elif block.downsample is not None:
+        input_tensor = block.downsample(input_tensor)
+        hidden = block.downsample(hidden)
+    hidden = block.conv1(hidden)
+    if block.time_emb_proj is not None:
+        if not block.skip_time_act:
+            temb = block.nonlinearity(temb)
+        temb = block.time_emb_proj(temb)[:, :, None, None]
+    if temb is not None and temb.numel() != hidden.shape[0] * hidden.shape[1]:
+        hidden = hidden + temb  # an embedding broadcast over the batch: added as diffusers does
+        temb = None
+    hidden = block.norm2.add_norm_silu(hidden, temb, silu=silu)
+    if not silu:
+        hidden = block.nonlinearity(hidden)
+    hidden = block.dropout(hidden)
+    hidden = block.conv2(hidden)
+    if block.conv_shortcut is not None:
+        if block.training:
+            input_tensor = input_tensor.contiguous()
+        input_tensor = block.conv_shortcut(input_tensor)
+    if block.output_scale_factor == 1:
+        return input_tensor + hidden
+    return (input_tensor + hidden) / block.output_scale_factor
+
+
+def _fuse_resnet_norms(root: nn.Module) -> int:
+    try:
+        from diffusers.models.resnet import ResnetBlock2D
+    except ImportError:
+        return 0
+    count = 0
+    for module in root.modules():
+        if (type(module) is ResnetBlock2D and module.time_embedding_norm == "default"
+                and isinstance(module.norm1, ChannelsLastGroupNorm) and isinstance(module.norm2, ChannelsLastGroupNorm)):
+            module.forward = functools.partial(_resnet_forward, module)
+            count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class ChannelsLastChanges:
+    """What :func:`keep_channels_last` changed: GroupNorms swapped, transformer outputs kept, ResNet blocks fused."""
+
+    norms: int
+    transformer_outputs: int
+    resnets: int
+
+
+def keep_channels_last(*modules: nn.Module, kernels: bool = True) -> ChannelsLastChanges:
+    """Make ``modules`` keep channels-last activations (above). ``kernels``: the GroupNorms use
+    :mod:`group_norm_kernels` where they can run, and each ResNet block fuses its norms with their
+    neighbours (without, the block's forward stays diffusers')."""
+    norms = outputs = resnets = 0
     for module in modules:
-        norms += _swap_group_norms(module)
+        norms += _swap_group_norms(module, kernels)
         outputs += _keep_transformer_outputs(module)
-    return norms, outputs
+        if kernels:
+            resnets += _fuse_resnet_norms(module)
+    return ChannelsLastChanges(norms, outputs, resnets)
