@@ -10,8 +10,10 @@ use, and shared by every job it runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
     import torch
 
+    from instantmesh_cli.first_use import Replay
     from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
     from instantmesh_cli.reconstruction.config import LRMConfig
     from instantmesh_cli.reconstruction.model import ReconstructionModel
@@ -59,6 +62,7 @@ def load_multiview_pipeline(
     """The Zero123++ v1.2 parts + InstantMesh's white-background UNet (or, with
     ``original_unet``, the v1.2 UNet and its grey fill), fetched or found, then built."""
     from instantmesh_cli import hub
+    from instantmesh_cli.first_use import Replay
     from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
 
     revisions = _folder_revisions(weights_dir)
@@ -231,6 +235,9 @@ class Models:
         self._multiview: "Zero123PlusPipeline | None" = None
         self._reconstructor: "ReconstructionModel | None" = None
         self._reconstructor_loading: "Future[ReconstructionModel] | None" = None
+        self.first_use_replay: "Replay | None" = None  # what the load replayed of an earlier first job
+        self._first_use_lock = threading.Lock()
+        self._first_use_taken = False  # a replay ran, or a recording is under way or written
 
     def serves(self, options: PipelineOptions) -> bool:
         """Whether jobs with ``options`` can run on these models."""
@@ -248,15 +255,75 @@ class Models:
     @property
     def multiview(self) -> "Zero123PlusPipeline":
         if self._multiview is None:
-            o = self.options
-            pipe = load_multiview_pipeline(
-                device=self.device, dtype=self.dtype, offline=o.offline, weights_dir=o.weights_dir,
-                progress=self.download_progress, low_vram=o.low_vram, compile=o.compile, compile_log=self.notice,
-            )
-            if not self.single_job:  # compilation and the CUDA graph for the default job now
-                self.warm_up_s = pipe.warm_up(steps=o.steps, guidance=o.guidance, scheduler=o.scheduler)
-            self._multiview = pipe
+            self._multiview = self._warmed(self._build_multiview())
         return self._multiview
+
+    def _build_multiview(self) -> "Zero123PlusPipeline":
+        o = self.options
+        return load_multiview_pipeline(
+            device=self.device, dtype=self.dtype, offline=o.offline, weights_dir=o.weights_dir,
+            progress=self.download_progress, low_vram=o.low_vram, compile=o.compile, compile_log=self.notice,
+        )
+
+    def _warmed(self, pipe: "Zero123PlusPipeline") -> "Zero123PlusPipeline":
+        if not self.single_job:  # compilation and the CUDA graph for the default job now
+            o = self.options
+            self.warm_up_s = pipe.warm_up(steps=o.steps, guidance=o.guidance, scheduler=o.scheduler)
+        return pipe
+
+    # ------------------------------------------------------------------ first use (first_use.py)
+    def _first_use_manifest(self) -> "Path | None":
+        """Where the first-use manifest of these models lives; None where there is nothing to replay:
+        off CUDA, and compiled (the compiled passes run Inductor's code, not these operations)."""
+        if self.device.type != "cuda" or self.options.compile:
+            return None
+        from instantmesh_cli.first_use import manifest_path
+        from instantmesh_cli.settings import cache_dir
+
+        o = self.options
+        return manifest_path(cache_dir(), model=o.model, dtype=str(self.dtype), low_vram=o.low_vram)
+
+    def _take_first_use(self) -> bool:
+        with self._first_use_lock:
+            taken, self._first_use_taken = self._first_use_taken, True
+        return not taken
+
+    @contextlib.contextmanager
+    def recording_first_use(self):
+        """While inside, note this thread's heavy GPU calls, for later processes' loads to replay: once
+        per process, when no manifest exists. A body that ran none (CPU stages) leaves it to the next."""
+        path = self._first_use_manifest()
+        if path is None or path.exists() or not self._take_first_use():
+            yield
+            return
+        from instantmesh_cli.first_use import recording
+
+        recorded = False
+        try:
+            with recording(path) as recorder:
+                yield
+            recorded = bool(recorder.calls)
+        finally:
+            if not recorded:
+                with self._first_use_lock:
+                    self._first_use_taken = False
+
+    def _load_multiview_replaying(self) -> bool:
+        """Load the multiview pipeline in a thread while this thread replays the manifest; False
+        (nothing done) without one."""
+        path = self._first_use_manifest()
+        if path is None:
+            return False
+        from instantmesh_cli.first_use import read_manifest, replay
+        from instantmesh_cli.thread_pools import shared_pool
+
+        calls = read_manifest(path)
+        if calls is None or not self._take_first_use():
+            return False
+        building = shared_pool("models", 1).submit(self._build_multiview)
+        self.first_use_replay = replay(calls, self.device)
+        self._multiview = self._warmed(building.result())
+        return True
 
     @property
     def reconstructor(self) -> "ReconstructionModel":
@@ -293,7 +360,7 @@ class Models:
             from instantmesh_cli.texture.raster import preload
 
             preload(self.device, self.notice)  # nvdiffrast's plugin loads beside the models, for the texture stage
-        if multiview:
+        if multiview and self._multiview is None and not self._load_multiview_replaying():
             self.multiview
         if reconstruction and self._reconstructor is None and self._reconstructor_loading is None:
             if multiview and self.device.type == "cuda":

@@ -28,18 +28,19 @@ def run_stages(models: "Models", job: "Job", stages: Iterable[Stage], timer: Sta
     """Run ``stages`` on ``job`` in order; the first failure ends the job (status, one-line error)."""
     if not models.serves(job.options):
         raise ValueError(f"job {job.name!r} needs other models than these (model, device, dtype, weights)")
-    for stage in stages:
-        if job.status in ("failed", "skipped"):
-            break
-        job.report(stage.name, 0, None)
-        try:
-            with timer(stage.name, job.timings):
-                did = stage.run(models, job)
-        except Exception as exc:  # noqa: BLE001 - one bad input must not stop a batch; KeyboardInterrupt passes
-            job.status, job.error, job.exception = "failed", describe(exc), exc
-            break
-        if did is False:
-            job.timings.pop(stage.name, None)
+    with models.recording_first_use():  # a process's first job, for later processes' loads (first_use.py)
+        for stage in stages:
+            if job.status in ("failed", "skipped"):
+                break
+            job.report(stage.name, 0, None)
+            try:
+                with timer(stage.name, job.timings):
+                    did = stage.run(models, job)
+            except Exception as exc:  # noqa: BLE001 - one bad input must not stop a batch; KeyboardInterrupt passes
+                job.status, job.error, job.exception = "failed", describe(exc), exc
+                break
+            if did is False:
+                job.timings.pop(stage.name, None)
     return job
 
 
