@@ -59,6 +59,7 @@ def run_checks(*, weights_dir: str | os.PathLike[str] | None = None, gpu_test: b
     add("torch", check_torch)
     add("cuda", check_cuda)
     add("nvdiffrast", lambda: check_nvdiffrast(build=gpu_test))
+    add("triton", lambda: check_triton(run=gpu_test))
     add("onnxruntime", check_onnxruntime)
     add("rembg model", lambda: check_rembg_model(weights_dir))
     add("hub", check_hub)
@@ -221,6 +222,33 @@ def check_nvdiffrast(build: bool = True) -> Check:
                      f"(expected 0.32); {fallback}", "report this with `imesh doctor --json`")
     return Check("nvdiffrast", OK, f"built and rasterized a test triangle in {seconds:.1f} s "
                  f"(coverage {covered:.3f}, expected 0.32)")
+
+
+def check_triton(run: bool = True) -> Check:
+    """The views' fused GroupNorm kernels (``multiview/group_norm_kernels.py``) need Triton on CUDA."""
+    fallback = "the views' GroupNorms run as plain torch operations instead (0.24 s slower a photo on an H200)"
+    torch, _ = _torch()
+    if torch is None or not torch.cuda.is_available():
+        return Check("triton", OK, "not used on the CPU")
+    if importlib.util.find_spec("triton") is None:
+        return Check("triton", WARN, f"not installed; {fallback}", "pip install triton (torch's CUDA wheels bring it)")
+    if not run:
+        return Check("triton", OK, "installed (kernel test skipped)")
+    import torch.nn.functional as F
+
+    from instantmesh_cli.multiview import group_norm_kernels
+
+    start = time.perf_counter()
+    try:
+        x = torch.randn(1, 128, 16, 16, device="cuda").contiguous(memory_format=torch.channels_last)
+        error = (group_norm_kernels.group_norm_nhwc(x, 32, None, None, 1e-5) - F.group_norm(x, 32)).abs().max().item()
+    except Exception as exc:  # noqa: BLE001 - Triton's compiler fails in many ways (no ptxas, an unknown GPU...)
+        return Check("triton", WARN, f"the GroupNorm kernels did not build ({type(exc).__name__}: {exc}"
+                     .splitlines()[0][:300] + f"); {fallback}", "reinstall the triton that your torch names")
+    if not error < 1e-4:
+        return Check("triton", WARN, f"the GroupNorm kernels computed wrong values (max error {error:.3g}); {fallback}",
+                     "report this with `imesh doctor --json`")
+    return Check("triton", OK, f"the GroupNorm kernels built and matched torch in {time.perf_counter() - start:.1f} s")
 
 
 def check_onnxruntime() -> Check:

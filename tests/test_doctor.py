@@ -41,7 +41,7 @@ def test_doctor_reports_everything_and_warns_about_missing_cuda(fresh_cache, fak
     monkeypatch.setenv(settings.revision_env_var(settings.ZERO123PLUS_REPO), served)
     fake_hub.clear_log()
     code, checks = _report(capsys)
-    for name in ("python", "bytecode", "torch", "cuda", "nvdiffrast", "onnxruntime", "rembg model", "hub", "hf_xet",
+    for name in ("python", "bytecode", "torch", "cuda", "nvdiffrast", "triton", "onnxruntime", "rembg model", "hub", "hf_xet",
                  "weights shared", "hub cache", "imesh cache", "offline mode",
                  *(f"weights {v}" for v in settings.VARIANTS)):
         assert name in checks, name
@@ -51,6 +51,7 @@ def test_doctor_reports_everything_and_warns_about_missing_cuda(fresh_cache, fak
     if not torch.cuda.is_available():
         assert checks["cuda"]["status"] == "warn" and "CPU" in checks["cuda"]["detail"]
         assert checks["nvdiffrast"]["status"] == "warn" and "pure-torch" in checks["nvdiffrast"]["detail"]
+        assert checks["triton"] == {**checks["triton"], "status": "ok", "detail": "not used on the CPU"}
     assert checks["weights instant-mesh-large"]["status"] == "warn"
     assert "imesh download --model instant-mesh-large" in checks["weights instant-mesh-large"]["fix"]
     assert checks["hub"]["status"] == "ok" and fake_hub.endpoint in checks["hub"]["detail"]

@@ -12,8 +12,9 @@ from typing import Any, Callable
 import torch
 
 
-class GraphedDenoiser:
-    """Replays a denoiser (write + read passes, or the read pass alone) as one CUDA graph per input signature.
+class GraphedPass:
+    """Replays a UNet pass (write + read + CFG, the read pass + CFG, or a batched write pass) as one CUDA graph
+    per input signature (the tensors' shapes and dtypes, and the keyword options).
 
     Inputs are copied into static buffers, the graph is replayed, and the static
     output is returned: it stays valid until the next call, which is all the solver
@@ -24,11 +25,11 @@ class GraphedDenoiser:
         self.fn = fn
         self.graphs: dict[tuple, tuple[Any, tuple[torch.Tensor, ...], torch.Tensor]] = {}
 
-    def __call__(self, *args: torch.Tensor, guidance: float) -> torch.Tensor:
-        key = tuple((a.shape, a.dtype) for a in args) + (guidance,)
+    def __call__(self, *args: torch.Tensor, **options: Any) -> Any:
+        key = tuple((a.shape, a.dtype) for a in args) + tuple(sorted(options.items()))
         entry = self.graphs.get(key)
         if entry is None:
-            entry = self._capture(args, guidance)
+            entry = self._capture(args, options)
             self.graphs[key] = entry
         graph, static_in, static_out = entry
         for dst, src in zip(static_in, args):
@@ -36,19 +37,19 @@ class GraphedDenoiser:
         graph.replay()
         return static_out
 
-    def _capture(self, args: tuple[torch.Tensor, ...], guidance: float) -> tuple:
+    def _capture(self, args: tuple[torch.Tensor, ...], options: dict[str, Any]) -> tuple:
         with torch.cuda.device(args[0].device):  # streams and graphs belong to the inputs' GPU
-            return self._capture_here(args, guidance)
+            return self._capture_here(args, options)
 
-    def _capture_here(self, args: tuple[torch.Tensor, ...], guidance: float) -> tuple:
+    def _capture_here(self, args: tuple[torch.Tensor, ...], options: dict[str, Any]) -> tuple:
         static_in = tuple(a.clone() for a in args)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):  # warm-up: lazy initialisation, kernel selection
-                self.fn(*static_in, guidance=guidance)
+                self.fn(*static_in, **options)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            static_out = self.fn(*static_in, guidance=guidance)
+            static_out = self.fn(*static_in, **options)
         return graph, static_in, static_out

@@ -70,7 +70,7 @@ from instantmesh_cli.errors import DeviceError, UsageError
 from instantmesh_cli.multiview.channels_last import keep_channels_last
 from instantmesh_cli.multiview.condition_encoder import Condition, ConditionEncoder
 from instantmesh_cli.multiview.conditioning import GREY, WHITE
-from instantmesh_cli.multiview.cuda_graph import GraphedDenoiser
+from instantmesh_cli.multiview.cuda_graph import GraphedPass
 from instantmesh_cli.multiview.compiled import CompiledPasses
 from instantmesh_cli.multiview.grid import GRID_HEIGHT, GRID_WIDTH
 from instantmesh_cli.multiview.loading import Zero123PlusComponents, load_components
@@ -198,11 +198,14 @@ class Zero123PlusPipeline:
             self.compiled = CompiledPasses(self._write_pass, self._read_pass, log=compile_log)
         denoise: Callable[..., torch.Tensor] = self._denoise
         read: Callable[..., torch.Tensor] = self._read
+        write: Callable[..., tuple] = self._write_pass
         if cuda_graph:
-            denoise = GraphedDenoiser(denoise)
-            read = GraphedDenoiser(read)
+            denoise = GraphedPass(denoise)
+            read = GraphedPass(read)
+            write = GraphedPass(write)  # the batched write passes too: no kernel launched from Python per step
         self._denoiser = denoise
         self._reader = read
+        self._writer = write
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -294,7 +297,7 @@ class Zero123PlusPipeline:
         """One write pass over several steps' reference latents (per-sample timesteps); returns the stored K/V."""
         if self.compiled is not None:
             return self.compiled.write(reference_in, timesteps, embeds)
-        return by_layer(self.store, self._write_pass(reference_in, timesteps, embeds))
+        return by_layer(self.store, self._writer(reference_in, timesteps, embeds))
 
     @torch.inference_mode()
     def sample(
@@ -422,7 +425,7 @@ class Zero123PlusPipeline:
         when there is nothing to prepare: eager, no graph). A server does this at start, so its
         first job runs at the steady speed. Nothing here touches a call's random numbers.
         """
-        graphed = isinstance(self._reader, GraphedDenoiser)
+        graphed = isinstance(self._reader, GraphedPass)
         if self.compiled is None and not graphed:
             return 0.0
         start = time.perf_counter()
