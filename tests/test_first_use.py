@@ -103,6 +103,9 @@ def test_the_manifest_is_named_by_the_models_and_versions(tmp_path):
     assert a.parent == tmp_path / "first-use"
 
 
+BOTH = frozenset({"multiview", "reconstruction"})  # what the generate plan's load stage loads
+
+
 def _gpu_models(monkeypatch, tmp_path) -> Models:
     monkeypatch.setenv("IMESH_CACHE_DIR", str(tmp_path))
     models = Models(PipelineOptions(device="cpu"), single_job=True)
@@ -112,27 +115,33 @@ def _gpu_models(monkeypatch, tmp_path) -> Models:
 
 def test_models_record_one_first_job_per_process_and_not_on_the_cpu(monkeypatch, tmp_path):
     models = _gpu_models(monkeypatch, tmp_path)
-    path = models._first_use_manifest()
-    with models.recording_first_use():
+    path = models._first_use_manifest(BOTH)
+    with models.recording_first_use(frozenset()):  # a stage group without the load stage (CPU stages)
+        _work(*_inputs())
+    with models.recording_first_use(frozenset({"reconstruction"})):  # no multiview load to replay beside
+        _work(*_inputs())
+    assert not list(tmp_path.rglob("*.json"))
+    with models.recording_first_use(BOTH):
         torch.ones(2).mul(2)  # a body without heavy calls (a CPU stage group) leaves the recording to the next
     assert not path.exists()
-    with models.recording_first_use():
+    with models.recording_first_use(BOTH):
         _work(*_inputs())
     assert first_use.read_manifest(path) is not None
+    assert models._first_use_manifest(frozenset({"multiview"})) != path  # imesh multiview's jobs: their own
     path.unlink()
-    with models.recording_first_use():  # recorded once: later jobs run unobserved
+    with models.recording_first_use(BOTH):  # recorded once: later jobs run unobserved
         _work(*_inputs())
     assert not path.exists()
     on_cpu = Models(PipelineOptions(device="cpu"))
-    assert on_cpu._first_use_manifest() is None
-    with on_cpu.recording_first_use():
+    assert on_cpu._first_use_manifest(BOTH) is None
+    with on_cpu.recording_first_use(BOTH):
         _work(*_inputs())
     assert not list(tmp_path.rglob("*.json"))
 
 
 def test_the_load_replays_in_its_own_thread_while_a_thread_builds_the_pipeline(monkeypatch, tmp_path):
     models = _gpu_models(monkeypatch, tmp_path)
-    path = models._first_use_manifest()
+    path = models._first_use_manifest(BOTH)
     with first_use.recording(path):
         _work(*_inputs())
     threads, built = {}, object()
@@ -151,11 +160,15 @@ def test_the_load_replays_in_its_own_thread_while_a_thread_builds_the_pipeline(m
 
     monkeypatch.setattr(models, "_build_multiview", build)
     monkeypatch.setattr(first_use, "replay", fake_replay)
-    models.load(multiview=True, reconstruction=False)
+    monkeypatch.setattr(models, "_load_reconstructor_beside", lambda: object())
+    from instantmesh_cli.texture import raster
+
+    monkeypatch.setattr(raster, "preload", lambda device, notice: None)
+    models.load()  # both, as the generate plan's load stage
     assert models.multiview is built
     assert threads["replay"] == threading.get_ident() != threads["build"]
     assert models.first_use_replay == first_use.Replay(2, 0, 0.5)
-    with models.recording_first_use():  # replayed: this process records nothing
+    with models.recording_first_use(BOTH):  # replayed: this process records nothing
         _work(*_inputs(batch=3))
     assert len(first_use.read_manifest(path)) == 2
 

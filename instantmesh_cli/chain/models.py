@@ -62,7 +62,6 @@ def load_multiview_pipeline(
     """The Zero123++ v1.2 parts + InstantMesh's white-background UNet (or, with
     ``original_unet``, the v1.2 UNet and its grey fill), fetched or found, then built."""
     from instantmesh_cli import hub
-    from instantmesh_cli.first_use import Replay
     from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
 
     revisions = _folder_revisions(weights_dir)
@@ -272,16 +271,17 @@ class Models:
         return pipe
 
     # ------------------------------------------------------------------ first use (first_use.py)
-    def _first_use_manifest(self) -> "Path | None":
-        """Where the first-use manifest of these models lives; None where there is nothing to replay:
-        off CUDA, and compiled (the compiled passes run Inductor's code, not these operations)."""
-        if self.device.type != "cuda" or self.options.compile:
+    def _first_use_manifest(self, loads: "frozenset[str]") -> "Path | None":
+        """Where the first-use manifest of jobs that load ``loads`` ("multiview", "reconstruction") lives;
+        None where there is nothing to replay: off CUDA, compiled (the compiled passes run Inductor's
+        code, not these operations), and without the multiview pipeline (the replay runs beside its load)."""
+        if self.device.type != "cuda" or self.options.compile or "multiview" not in loads:
             return None
         from instantmesh_cli.first_use import manifest_path
         from instantmesh_cli.settings import cache_dir
 
         o = self.options
-        return manifest_path(cache_dir(), model=o.model, dtype=str(self.dtype), low_vram=o.low_vram)
+        return manifest_path(cache_dir(), model=o.model, dtype=str(self.dtype), low_vram=o.low_vram, loads=sorted(loads))
 
     def _take_first_use(self) -> bool:
         with self._first_use_lock:
@@ -289,10 +289,11 @@ class Models:
         return not taken
 
     @contextlib.contextmanager
-    def recording_first_use(self):
-        """While inside, note this thread's heavy GPU calls, for later processes' loads to replay: once
-        per process, when no manifest exists. A body that ran none (CPU stages) leaves it to the next."""
-        path = self._first_use_manifest()
+    def recording_first_use(self, loads: "frozenset[str]"):
+        """While inside, note this thread's heavy GPU calls, for the loads of later processes that load
+        ``loads`` to replay: once per process, when no such manifest exists and ``loads`` has a load
+        that replays (a plan's stage group without its load stage records nothing)."""
+        path = self._first_use_manifest(loads)
         if path is None or path.exists() or not self._take_first_use():
             yield
             return
@@ -304,14 +305,14 @@ class Models:
                 yield
             recorded = bool(recorder.calls)
         finally:
-            if not recorded:
+            if not recorded:  # a job that failed before the GPU: the next one records
                 with self._first_use_lock:
                     self._first_use_taken = False
 
-    def _load_multiview_replaying(self) -> bool:
+    def _load_multiview_replaying(self, loads: "frozenset[str]") -> bool:
         """Load the multiview pipeline in a thread while this thread replays the manifest; False
         (nothing done) without one."""
-        path = self._first_use_manifest()
+        path = self._first_use_manifest(loads)
         if path is None:
             return False
         from instantmesh_cli.first_use import read_manifest, replay
@@ -360,7 +361,8 @@ class Models:
             from instantmesh_cli.texture.raster import preload
 
             preload(self.device, self.notice)  # nvdiffrast's plugin loads beside the models, for the texture stage
-        if multiview and self._multiview is None and not self._load_multiview_replaying():
+        loads = frozenset(name for name, wanted in (("multiview", multiview), ("reconstruction", reconstruction)) if wanted)
+        if multiview and self._multiview is None and not self._load_multiview_replaying(loads):
             self.multiview
         if reconstruction and self._reconstructor is None and self._reconstructor_loading is None:
             if multiview and self.device.type == "cuda":

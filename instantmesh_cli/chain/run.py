@@ -28,7 +28,9 @@ def run_stages(models: "Models", job: "Job", stages: Iterable[Stage], timer: Sta
     """Run ``stages`` on ``job`` in order; the first failure ends the job (status, one-line error)."""
     if not models.serves(job.options):
         raise ValueError(f"job {job.name!r} needs other models than these (model, device, dtype, weights)")
-    with models.recording_first_use():  # a process's first job, for later processes' loads (first_use.py)
+    stages = tuple(stages)
+    loads = frozenset(name for stage in stages for name in stage.loads)
+    with models.recording_first_use(loads):  # a process's first job, for later processes' loads (first_use.py)
         for stage in stages:
             if job.status in ("failed", "skipped"):
                 break

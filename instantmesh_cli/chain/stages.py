@@ -229,14 +229,15 @@ class Stage:
     name: str
     run: Callable[["Models", "Job"], "bool | None"]
     group: Group
+    loads: tuple[str, ...] = ()  # the models a load stage loads ("multiview", "reconstruction")
 
 
 READ = Stage("read", read, "front")
 READ_VIEWS = Stage("read", read_views, "front")
 PREPARE = Stage("prepare", prepare, "front")
-LOAD = Stage("load", load, "gpu")
-LOAD_MULTIVIEW = Stage("load", load_multiview, "gpu")
-LOAD_RECONSTRUCTION = Stage("load", load_reconstruction, "gpu")
+LOAD = Stage("load", load, "gpu", ("multiview", "reconstruction"))
+LOAD_MULTIVIEW = Stage("load", load_multiview, "gpu", ("multiview",))
+LOAD_RECONSTRUCTION = Stage("load", load_reconstruction, "gpu", ("reconstruction",))
 MULTIVIEW = Stage("multiview", multiview, "gpu")
 RECONSTRUCT = Stage("reconstruct", reconstruct, "gpu")
 MESH = Stage("mesh", mesh, "back")

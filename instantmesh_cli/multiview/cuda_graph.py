@@ -21,9 +21,10 @@ class GraphedPass:
     step needs. The UNet's weights must not move while graphs exist.
     """
 
-    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+    def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
-        self.graphs: dict[tuple, tuple[Any, tuple[torch.Tensor, ...], torch.Tensor]] = {}
+        # signature -> (graph, static inputs, static output: a tensor or a tuple of them)
+        self.graphs: dict[tuple, tuple[Any, tuple[torch.Tensor, ...], Any]] = {}
 
     def __call__(self, *args: torch.Tensor, **options: Any) -> Any:
         key = tuple((a.shape, a.dtype) for a in args) + tuple(sorted(options.items()))

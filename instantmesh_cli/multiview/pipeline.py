@@ -39,7 +39,7 @@ scheduler's begin index is set so it never searches the timesteps), so the GPU
 runs ahead of Python and the two UNet passes + CFG can be replayed as one CUDA
 graph (``cuda_graph``, on by default on CUDA unless ``low_vram``), and each batched
 write pass as a graph of its own (launched from Python they were host-bound: 2.051 s ->
-1.701 s on the H200, same bytes). ``compile
+1.701 s on the H200, same bytes). ``compile``
 (opt-in) runs both passes under ``torch.compile`` (:mod:`compiled`: the first process
 on a machine compiles for a minute or two, later ones read Inductor's on-disk cache);
 :meth:`warm_up` does that, and the graph capture, before the first call. ``channels_last``
