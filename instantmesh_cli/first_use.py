@@ -18,6 +18,10 @@ values are garbage and nothing reads them; only the shapes choose what gets buil
 that notes each heavy call's signature during a process's first job when no manifest exists.
 A manifest is a hint: one that is missing, unreadable or from other shapes costs nothing but the
 time it saves.
+
+Measured on the H200 (one-photo ``imesh generate``, three each, alternating): the replay of 222
+calls took 3.6 s beside the load; the first views 6.48-6.80 s -> 4.65-4.70 s, the first
+reconstruction 0.60-0.87 s -> 0.43-0.45 s, the whole process 13.66-14.52 s -> 11.94-12.42 s.
 """
 
 from __future__ import annotations
