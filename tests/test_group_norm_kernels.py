@@ -162,24 +162,3 @@ def test_on_cuda_fp16_is_as_close_as_torchs_own_kernels():
     torchs = _reference(x, 32, weight, bias, addend, True)
     assert ours.is_contiguous(memory_format=torch.channels_last)
     assert (ours.double() - exact).abs().max() <= (torchs.double() - exact).abs().max()
-
-
-def test_the_load_runs_each_kernel_variant_the_norms_will_call_once(monkeypatch):
-    from instantmesh_cli.multiview.channels_last import KernelVariant, kernel_variants, warm_kernels
-
-    unet = rw.build_unet(rw.TINY, seed=5).eval().to(memory_format=torch.channels_last)
-    keep_channels_last(unet)
-    variants = kernel_variants(unet)
-    resnet = next(m for m in unet.modules() if type(m).__name__ == "ResnetBlock2D")
-    c, g = resnet.norm2.num_channels, resnet.norm2.num_groups
-    assert KernelVariant(c, g, torch.float32, True, True, True) in variants  # "+ temb, GroupNorm, SiLU"
-    assert KernelVariant(resnet.norm1.num_channels, g, torch.float32, True, False, True) in variants
-    assert any(not v.silu and not v.addend for v in variants)  # the transformers' input norms
-    assert warm_kernels(torch.device("cpu"), unet) == 0  # no kernels for CPU tensors
-
-    runs = []
-    monkeypatch.setattr(group_norm_kernels, "available", lambda x: True)
-    monkeypatch.setattr(group_norm_kernels, "group_norm_nhwc", lambda x, groups, weight, bias, eps, *, addend, silu: runs.append(
-        KernelVariant(x.shape[1], groups, x.dtype, bias is not None, addend is not None, silu)))
-    assert warm_kernels(torch.device("cpu"), unet) == len(variants) == len(runs)
-    assert set(runs) == variants

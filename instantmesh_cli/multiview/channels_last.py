@@ -200,56 +200,6 @@ def _fuse_resnet_norms(root: nn.Module) -> int:
 
 
 @dataclass(frozen=True)
-class KernelVariant:
-    """One compiled form of the GroupNorm kernels: what Triton specialises on, for one norm's calls."""
-
-    channels: int
-    groups: int
-    dtype: torch.dtype
-    bias: bool
-    addend: bool
-    silu: bool
-
-
-def kernel_variants(*modules: nn.Module) -> set[KernelVariant]:
-    """The kernel variants the swapped GroupNorms of ``modules`` will call (affine norms using the kernels)."""
-    fused: dict[int, tuple[bool, bool]] = {}  # id(norm) -> (addend, silu), for the ResNet blocks' norms
-    for root in modules:
-        for block in root.modules():
-            if getattr(block.forward, "func", None) is _resnet_forward:
-                silu = isinstance(block.nonlinearity, nn.SiLU)
-                fused[id(block.norm1)] = (False, silu)
-                fused[id(block.norm2)] = (block.time_emb_proj is not None, silu)
-    variants = set()
-    for root in modules:
-        for norm in root.modules():
-            if isinstance(norm, ChannelsLastGroupNorm) and norm.kernels and norm.weight is not None:
-                addend, silu = fused.get(id(norm), (False, False))
-                variants.add(KernelVariant(norm.num_channels, norm.num_groups, norm.weight.dtype, norm.bias is not None,
-                                           addend, silu))
-    return variants
-
-
-def warm_kernels(device: torch.device, *modules: nn.Module) -> int:
-    """Compile (a machine's first process) or load (from Triton's cache) every kernel variant that the
-    GroupNorms of ``modules`` will call, on tensors of one pixel; how many were run (0 without the kernels).
-
-    Run while the models load, in whatever thread builds them, instead of at each variant's first call
-    in the first job: importing Triton and loading a variant are the process's, not a thread's."""
-    probe = torch.empty((1, 64, 2, 2), device=device).contiguous(memory_format=torch.channels_last)
-    if not group_norm_kernels.available(probe):
-        return 0
-    variants = kernel_variants(*modules)
-    with torch.inference_mode():
-        for v in variants:
-            x = torch.zeros((1, v.channels, 1, 1), device=device, dtype=v.dtype)
-            ones = torch.ones(v.channels, device=device, dtype=v.dtype)
-            group_norm_kernels.group_norm_nhwc(x, v.groups, ones, ones if v.bias else None, 1e-5,
-                                               addend=ones if v.addend else None, silu=v.silu)
-    return len(variants)
-
-
-@dataclass(frozen=True)
 class ChannelsLastChanges:
     """What :func:`keep_channels_last` changed: GroupNorms swapped, transformer outputs kept, ResNet blocks fused."""
 

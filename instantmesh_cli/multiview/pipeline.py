@@ -71,7 +71,7 @@ from PIL import Image
 
 from instantmesh_cli.device import parse_dtype
 from instantmesh_cli.errors import DeviceError, UsageError
-from instantmesh_cli.multiview.channels_last import keep_channels_last, warm_kernels
+from instantmesh_cli.multiview.channels_last import keep_channels_last
 from instantmesh_cli.multiview.condition_encoder import Condition, ConditionEncoder
 from instantmesh_cli.multiview.conditioning import GREY, WHITE
 from instantmesh_cli.multiview.cuda_graph import GraphedPass
@@ -181,8 +181,6 @@ class Zero123PlusPipeline:
             c.unet.to(memory_format=torch.channels_last)
             c.vae.to(memory_format=torch.channels_last)
             keep_channels_last(c.unet, c.vae)  # and the activations between the convolutions (channels_last.py)
-            if self.device.type == "cuda":
-                warm_kernels(self.device, c.unet, c.vae)  # Triton's, in the load rather than the first call
         # The text encoder is used once (for the "" embedding), so it never stays on the GPU.
         if c.text_encoder is not None:
             c.text_encoder.to("cpu")
