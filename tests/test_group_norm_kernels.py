@@ -162,3 +162,13 @@ def test_on_cuda_fp16_is_as_close_as_torchs_own_kernels():
     torchs = _reference(x, 32, weight, bias, addend, True)
     assert ours.is_contiguous(memory_format=torch.channels_last)
     assert (ours.double() - exact).abs().max() <= (torchs.double() - exact).abs().max()
+
+
+def test_triton_keeps_its_kernels_in_imeshs_cache_unless_told_otherwise(monkeypatch, tmp_path):
+    monkeypatch.setenv("IMESH_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    group_norm_kernels.keep_kernels_in_cache()
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "triton")
+    monkeypatch.setenv("TRITON_CACHE_DIR", "/elsewhere")
+    group_norm_kernels.keep_kernels_in_cache()
+    assert os.environ["TRITON_CACHE_DIR"] == "/elsewhere"

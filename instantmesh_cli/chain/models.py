@@ -229,6 +229,10 @@ class Models:
             persist_compilation()
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
+        if self.device.type == "cuda":  # here, before the load's threads start (group_norm_kernels says why)
+            from instantmesh_cli.multiview.group_norm_kernels import keep_kernels_in_cache
+
+            keep_kernels_in_cache()
         self.download_progress = download_progress
         self._removers: dict = {}
         self._multiview: "Zero123PlusPipeline | None" = None
@@ -293,7 +297,7 @@ class Models:
         """While inside, note this thread's heavy GPU calls, for the loads of later processes that load
         ``loads`` to replay: once per process, when no such manifest exists and ``loads`` has a load
         that replays (a plan's stage group without its load stage records nothing)."""
-        path = self._first_use_manifest(loads)
+        path = None if self._first_use_taken else self._first_use_manifest(loads)  # once taken: nothing per job
         if path is None or path.exists() or not self._take_first_use():
             yield
             return

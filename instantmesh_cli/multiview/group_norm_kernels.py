@@ -41,6 +41,16 @@ _STAT_PROGRAMS = 1024
 BLOCK_S = 32  # partial sums read per step by the per-group program
 
 
+def keep_kernels_in_cache() -> None:
+    """Keep Triton's compiled kernels with imesh's other caches, so only the first process on a machine
+    compiles them. Environment (a value the user set wins): call it on the main thread before others
+    start, since ``setenv`` is not safe beside threads that read the environment (``Models`` does; the
+    first kernel call does it too, for a pipeline built without ``Models``)."""
+    from instantmesh_cli.settings import cache_dir
+
+    os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir() / "triton"))
+
+
 @functools.cache
 def _kernels():
     """Compile-on-first-call Triton kernels; None where Triton is missing or unusable."""
@@ -49,10 +59,8 @@ def _kernels():
         import triton.language as tl
     except Exception:  # noqa: BLE001 - a missing or broken Triton means "not available", whatever it raises
         return None
-    from instantmesh_cli.settings import cache_dir
-
-    # Only the first process on a machine compiles: Triton's cache sits with imesh's others.
-    os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir() / "triton"))
+    if "TRITON_CACHE_DIR" not in os.environ:
+        keep_kernels_in_cache()
 
     # Row and split counts are not specialised on: each distinct divisibility would compile another
     # copy (about half a second each, on a machine's first run), and they do not shape the loads.
