@@ -128,3 +128,48 @@ def test_a_library_process_imports_the_model_classes_the_plain_way():
     lines = _classes_probe("pass")
     assert lines[0] == ["True", "True", "True", "True"]
     assert lines[1][:3] == ["UNet1DModel", "AutoencoderTiny", "Transformer2DModel"]
+
+
+def test_the_cli_process_builds_and_moves_the_unet_without_importing_torch_dynamo():
+    # torch._dynamo's import (1.5 s on the 2-core VM) came from diffusers' torch_utils (allow_in_graph), its hooks
+    # package (reached by ModelMixin.to) and meta-device initialisers; it is left to the later stages' thread.
+    code = textwrap.dedent("""
+        import sys, torch
+        import instantmesh_cli.cli
+        from instantmesh_cli import random_weights as rw
+        from instantmesh_cli.multiview.loading import build_unet_from_config
+        unet = build_unet_from_config(rw.TINY.unet)
+        unet.to(memory_format=torch.channels_last)  # diffusers' ModelMixin.to imports its hooks package
+        print("torch._dynamo" in sys.modules, "diffusers.hooks" in sys.modules, unet.device.type,
+              torch.compiler.disable.__module__)
+        from diffusers.hooks.first_block_cache import FBCHeadBlockHook  # one of the deferred decorations
+        import torch._dynamo  # still importable, and a deferred decoration is the real one once called
+        print(torch.compiler.disable(lambda x: x + 1)(torch.ones(1)).item())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.split() == ["False", "True", "meta", "torch.compiler", "2.0"]
+
+
+def test_a_deferred_compiler_disable_decorates_on_the_first_call():
+    import torch
+
+    from instantmesh_cli.multiview.diffusers_import import _compiler_disable_deferred
+
+    real = torch.compiler.disable
+    made = []
+    with _compiler_disable_deferred():
+        assert torch.compiler.disable is not real
+
+        @torch.compiler.disable
+        def plain(x):
+            made.append(x)
+            return x * 2
+
+        @torch.compiler.disable(recursive=False)
+        def shallow(x):
+            return x + 1
+
+    assert torch.compiler.disable is real
+    assert plain.__name__ == "plain" and made == []
+    assert plain(3) == 6 and shallow(3) == 4 and made == [3]

@@ -64,6 +64,9 @@ def load_multiview_pipeline(
     from instantmesh_cli import hub
     from instantmesh_cli.multiview.pipeline import Zero123PlusPipeline
 
+    if pipeline_options.get("compile"):
+        import torch._dynamo  # noqa: F401 - before diffusers, whose blocks then register with it as usual
+
     revisions = _folder_revisions(weights_dir)
     kw = {"offline": offline, "weights_dir": weights_dir}
     for f in settings.zero123plus_files(original_unet=original_unet, revisions=revisions):

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from instantmesh_cli.multiview import group_norm_kernels
+from instantmesh_cli.multiview import elementwise_kernels, group_norm_kernels
 
 
 def group_norm_channels_last(
@@ -86,12 +86,19 @@ class ChannelsLastGroupNorm(nn.GroupNorm):
             return group_norm_kernels.group_norm_nhwc(x, self.num_groups, self.weight, self.bias, self.eps)
         return group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
 
-    def add_norm_silu(self, x: torch.Tensor, addend: torch.Tensor | None, *, silu: bool) -> torch.Tensor:
-        """``silu(self(x + addend))`` (without the SiLU if not ``silu``; ``addend``: n x c values or None),
-        in one pass over ``x`` where the kernels run."""
-        if self.kernels and self._fast(x) and group_norm_kernels.available(x):
+    def fuses(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`add_norm_silu` runs as one fused pass over ``x`` (the kernels, on a channels-last ``x``)."""
+        return self.kernels and self._fast(x) and group_norm_kernels.available(x)
+
+    def add_norm_silu(self, x: torch.Tensor, addend: torch.Tensor | None, *, silu: bool,
+                      channel_addend: torch.Tensor | None = None) -> torch.Tensor:
+        """``silu(self(x + addend + channel_addend))`` (without the SiLU if not ``silu``; ``addend``: n x c
+        values or None; ``channel_addend``: c values or None), in one pass over ``x`` where it :meth:`fuses`."""
+        if self.fuses(x):
             return group_norm_kernels.group_norm_nhwc(x, self.num_groups, self.weight, self.bias, self.eps,
-                                                      addend=addend, silu=silu)
+                                                      addend=addend, channel_addend=channel_addend, silu=silu)
+        if channel_addend is not None:
+            x = x + channel_addend.view(1, -1, 1, 1)
         if addend is not None:
             x = x + addend.reshape(x.shape[0], x.shape[1], 1, 1)
         x = self(x)
@@ -141,13 +148,24 @@ def _keep_transformer_outputs(root: nn.Module) -> int:
     return count
 
 
+def _without_bias(conv: nn.Module, x: torch.Tensor, fold: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``conv(x)`` with its bias left out and returned, when folding and ``conv`` is a plain ``nn.Conv2d``
+    with a bias; else ``conv(x)`` and None. cuDNN's output is the same either way: torch adds the bias
+    in a pass of its own."""
+    if fold and type(conv) is nn.Conv2d and conv.bias is not None:
+        return conv._conv_forward(x, conv.weight, None), conv.bias
+    return conv(x), None
+
+
 def _resnet_forward(block: Any, input_tensor: torch.Tensor, temb: torch.Tensor | None = None, *args: Any,
                     **kwargs: Any) -> torch.Tensor:
     """diffusers' ``ResnetBlock2D.forward`` (``time_embedding_norm="default"``), with "+ temb, norm2, SiLU" and
     "norm1, SiLU" each one :meth:`ChannelsLastGroupNorm.add_norm_silu`.
 
-    The same operations in the same order otherwise; the output's ``/ output_scale_factor`` is left out
-    when the factor is 1 (a division by 1 is exact, and a pass over the tensor)."""
+    Where the norms fuse, the convolutions' biases are folded into the passes that follow (see
+    :mod:`elementwise_kernels`): conv1's into norm2's added term, conv2's and the shortcut's into the
+    residual sum. The same operations in the same order otherwise; the output's ``/ output_scale_factor``
+    is left out when the factor is 1 (a division by 1 is exact, and a pass over the tensor)."""
     if args or kwargs:  # diffusers' deprecated ``scale`` argument: its own forward warns about it
         return type(block).forward(block, input_tensor, temb, *args, **kwargs)
     silu = isinstance(block.nonlinearity, nn.SiLU)
@@ -163,7 +181,8 @@ def _resnet_forward(block: Any, input_tensor: torch.Tensor, temb: torch.Tensor |
     elif block.downsample is not None:
         input_tensor = block.downsample(input_tensor)
         hidden = block.downsample(hidden)
-    hidden = block.conv1(hidden)
+    fold = block.norm2.fuses(hidden) and elementwise_kernels.available(hidden)
+    hidden, conv1_bias = _without_bias(block.conv1, hidden, fold)
     if block.time_emb_proj is not None:
         if not block.skip_time_act:
             temb = block.nonlinearity(temb)
@@ -171,18 +190,23 @@ def _resnet_forward(block: Any, input_tensor: torch.Tensor, temb: torch.Tensor |
     if temb is not None and temb.numel() != hidden.shape[0] * hidden.shape[1]:
         hidden = hidden + temb  # an embedding broadcast over the batch: added as diffusers does
         temb = None
-    hidden = block.norm2.add_norm_silu(hidden, temb, silu=silu)
+    if conv1_bias is not None and not block.norm2.fuses(hidden):  # an output layout the kernels do not take
+        hidden, conv1_bias = hidden + conv1_bias.view(1, -1, 1, 1), None
+    hidden = block.norm2.add_norm_silu(hidden, temb, silu=silu, channel_addend=conv1_bias)
     if not silu:
         hidden = block.nonlinearity(hidden)
     hidden = block.dropout(hidden)
-    hidden = block.conv2(hidden)
+    hidden, conv2_bias = _without_bias(block.conv2, hidden, fold)
+    shortcut_bias = None
     if block.conv_shortcut is not None:
         if block.training:
             input_tensor = input_tensor.contiguous()
-        input_tensor = block.conv_shortcut(input_tensor)
-    if block.output_scale_factor == 1:
-        return input_tensor + hidden
-    return (input_tensor + hidden) / block.output_scale_factor
+        input_tensor, shortcut_bias = _without_bias(block.conv_shortcut, input_tensor, fold)
+    if conv2_bias is None and shortcut_bias is None:
+        output = input_tensor + hidden
+    else:
+        output = elementwise_kernels.add_with_bias(input_tensor, hidden, conv2_bias, shortcut_bias)
+    return output if block.output_scale_factor == 1 else output / block.output_scale_factor
 
 
 def _fuse_resnet_norms(root: nn.Module) -> int:

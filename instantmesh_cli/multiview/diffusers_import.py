@@ -34,6 +34,7 @@ A library process keeps the plain import: its code may use a beta-sigma schedule
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import sys
@@ -42,6 +43,8 @@ import types
 from typing import Iterator
 
 _MODULES = ("diffusers.models.autoencoders.autoencoder_kl", "diffusers.models.unets.unet_2d_condition")
+# Imported by ModelMixin's .to(), .cuda() and .device (for group offloading): brought in here, lean.
+_LEAN_ALSO = ("diffusers.hooks",)
 _DEFERRED_PACKAGES = ("diffusers.models.unets", "diffusers.models.autoencoders", "diffusers.models.transformers")
 _lock = threading.RLock()
 _lean: list[bool] = []
@@ -56,14 +59,19 @@ def diffusers_model_classes() -> tuple[type, type]:
     """diffusers' ``AutoencoderKL`` and ``UNet2DConditionModel``."""
     with _lock:
         if not all(name in sys.modules for name in _MODULES):
+            names = _MODULES
             with contextlib.ExitStack() as hidden:
+                if _lean and "torch._dynamo" not in sys.modules and "diffusers" not in sys.modules:
+                    hidden.enter_context(_hidden("torch._dynamo"))
+                    hidden.enter_context(_compiler_disable_deferred())
+                    names += _LEAN_ALSO
                 if "transformers" not in sys.modules:
                     hidden.enter_context(_transformers_hidden())
                 if _lean:
                     hidden.enter_context(_told_absent("_scipy_available"))
                     _defer_package_inits()
                 try:
-                    for name in _MODULES:
+                    for name in names:
                         importlib.import_module(name)
                 except (ImportError, RuntimeError):  # diffusers' lazy modules wrap an ImportError in a RuntimeError
                     pass  # a diffusers that cannot do without them: the plain import below brings them in
@@ -122,15 +130,53 @@ def _told_absent(*flags: str) -> Iterator[bool]:
 
 
 @contextlib.contextmanager
+def _compiler_disable_deferred() -> Iterator[None]:
+    """``torch.compiler.disable(fn)`` made when ``fn`` is first called, not when it is decorated, in the block.
+
+    The decoration imports torch._dynamo. diffusers' hooks package decorates a few methods of hooks
+    imesh never installs (first-block cache, group offloading, ...) as it is imported, by way of
+    ModelMixin's ``.to()``; a deferred decoration is the same decoration for any caller."""
+    import torch
+
+    real = torch.compiler.disable
+
+    def deferred(fn=None, recursive=True, **kwargs):
+        if fn is None:
+            return functools.partial(deferred, recursive=recursive, **kwargs)
+        made = []
+
+        @functools.wraps(fn)
+        def call(*args, **kw):
+            if not made:
+                made.append(real(fn, recursive=recursive, **kwargs))
+            return made[0](*args, **kw)
+
+        return call
+
+    torch.compiler.disable = deferred
+    try:
+        yield
+    finally:
+        torch.compiler.disable = real
+
+
+@contextlib.contextmanager
+def _hidden(*names: str) -> Iterator[None]:
+    """``import name`` raises ImportError in the block, for each of ``names`` not imported yet."""
+    hidden = [name for name in names if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
+@contextlib.contextmanager
 def _transformers_hidden() -> Iterator[None]:
     # peft imports transformers, so it is hidden with it (when something has not imported it already).
     with _told_absent("_transformers_available", "_peft_available") as known:
-        hidden = [name for name in ("transformers", "peft") if known and name not in sys.modules]
-        for name in hidden:
-            sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
-        try:
+        with _hidden(*(("transformers", "peft") if known else ())):
             yield
-        finally:
-            for name in hidden:
-                if name in sys.modules and sys.modules[name] is None:
-                    del sys.modules[name]

@@ -18,8 +18,9 @@ memory bandwidth. Here:
 3. ``_scale_shift_act``: ``y = x * scale + shift`` (then ``y * sigmoid(y)``) in float32, rounded
    once to the activations' dtype.
 
-``x + addend`` is never formed: the added term moves a channel's mean and nothing else, so it
-enters only the shift. Compared with torch's kernels the output skips two roundings to half
+``x + addend`` is never formed: the added term (per sample and channel, per channel, or both: the
+time embedding, and the bias of the convolution before, which then runs without it) moves a
+channel's mean and nothing else, so it enters only the shift. Compared with torch's kernels the output skips two roundings to half
 precision (of ``x + addend`` and of the normalised value before the SiLU).
 
 Triton is imported on first use only (the CPU build of torch has none); :func:`available` says
@@ -90,10 +91,10 @@ def _kernels():
         tl.store(out + channels, tl.sum(squares, axis=0), mask=col_ok)
 
     @triton.jit(do_not_specialize=["rows", "splits", "per_group"])
-    def group_scale_shift(partial_ptr, x_ptr, weight_ptr, bias_ptr, addend_ptr, scale_ptr, shift_ptr,
-                          rows, channels, splits, per_group, eps,
+    def group_scale_shift(partial_ptr, x_ptr, weight_ptr, bias_ptr, addend_ptr, channel_addend_ptr,
+                          scale_ptr, shift_ptr, rows, channels, splits, per_group, eps,
                           HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ADDEND: tl.constexpr,
-                          BLOCK_S: tl.constexpr, BLOCK_G: tl.constexpr):
+                          HAS_CHANNEL_ADDEND: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_G: tl.constexpr):
         group = tl.program_id(0)
         n = tl.program_id(1).to(tl.int64)
         lane = tl.arange(0, BLOCK_G)
@@ -109,8 +110,12 @@ def _kernels():
             squares += tl.sum(tl.load(at + channels, mask=ok, other=0.0), axis=0)
         origin = tl.load(x_ptr + n * rows * channels + cols, mask=lane_ok, other=0.0).to(tl.float32)
         mean_c = origin + total / rows
+        added = tl.zeros([BLOCK_G], dtype=tl.float32)
         if HAS_ADDEND:
-            added = tl.load(addend_ptr + n * channels + cols, mask=lane_ok, other=0.0).to(tl.float32)
+            added += tl.load(addend_ptr + n * channels + cols, mask=lane_ok, other=0.0).to(tl.float32)
+        if HAS_CHANNEL_ADDEND:
+            added += tl.load(channel_addend_ptr + cols, mask=lane_ok, other=0.0).to(tl.float32)
+        if HAS_ADDEND or HAS_CHANNEL_ADDEND:
             mean_c += added
         spread_c = tl.maximum(squares - total * total / rows, 0.0)  # rows x the channel's variance
         mean = tl.sum(tl.where(lane_ok, mean_c, 0.0), axis=0) / per_group
@@ -121,7 +126,7 @@ def _kernels():
         if HAS_WEIGHT:
             scale *= tl.load(weight_ptr + cols, mask=lane_ok, other=0.0).to(tl.float32)
         shift = -mean * scale
-        if HAS_ADDEND:
+        if HAS_ADDEND or HAS_CHANNEL_ADDEND:
             shift += added * scale
         if HAS_BIAS:
             shift += tl.load(bias_ptr + cols, mask=lane_ok, other=0.0).to(tl.float32)
@@ -168,12 +173,15 @@ def group_norm_nhwc(
     eps: float,
     *,
     addend: torch.Tensor | None = None,
+    channel_addend: torch.Tensor | None = None,
     silu: bool = False,
 ) -> torch.Tensor:
-    """``F.group_norm(x + addend, groups, weight, bias, eps)``, then SiLU if ``silu``; channels-last in and out.
+    """``F.group_norm(x + addend + channel_addend, groups, weight, bias, eps)``, then SiLU if ``silu``;
+    channels-last in and out.
 
     ``addend``: one value per (sample, channel), any shape of n x c elements (the ResNet blocks'
-    ``time_emb_proj(temb)[:, :, None, None]``).
+    ``time_emb_proj(temb)[:, :, None, None]``); ``channel_addend``: one value per channel (the bias of the
+    convolution that made ``x``, left out of it).
     """
     triton, channel_sums, group_scale_shift, scale_shift_act = _kernels()
     n, c, h, w = x.shape
@@ -195,9 +203,9 @@ def group_norm_nhwc(
     if addend is not None:
         addend = addend.reshape(n, c).contiguous()
     group_scale_shift[(groups, n)](
-        partial, x, weight, bias, addend, scale, shift, rows, c, splits, per_group, eps,
+        partial, x, weight, bias, addend, channel_addend, scale, shift, rows, c, splits, per_group, eps,
         HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, HAS_ADDEND=addend is not None,
-        BLOCK_S=BLOCK_S, BLOCK_G=triton.next_power_of_2(per_group),
+        HAS_CHANNEL_ADDEND=channel_addend is not None, BLOCK_S=BLOCK_S, BLOCK_G=triton.next_power_of_2(per_group),
     )
 
     out = torch.empty_like(x, memory_format=torch.channels_last)

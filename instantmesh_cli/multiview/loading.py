@@ -41,6 +41,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from instantmesh_cli.errors import WeightsError
+from instantmesh_cli.meta_device import on_meta_device
 from instantmesh_cli.multiview.clip_vision import ClipVisionConfig, ClipVisionTower
 from instantmesh_cli.multiview.conditioning import ImageTransform
 from instantmesh_cli.multiview.diffusers_import import diffusers_model_classes
@@ -263,7 +264,7 @@ def load_vision_tower(
     if state is None:
         state = _state_dict_from_file(path)  # safetensors: memory-mapped
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items() if k != _VISION_POSITION_IDS}
-    with torch.device("meta"):
+    with on_meta_device():
         tower = ClipVisionTower(config)
     _load_strictly(tower, state, assign=True, what=f"vision encoder weights {path} do not match its config.json")
     return tower.eval()
@@ -275,7 +276,7 @@ def build_unet_from_config(config: Mapping[str, Any], *, meta: bool = True) -> A
 
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     if meta:
-        with torch.device("meta"):
+        with on_meta_device():
             return UNet2DConditionModel.from_config(config)
     return UNet2DConditionModel.from_config(config)
 
@@ -340,6 +341,7 @@ def text_encoder_files(folder: str | Path) -> list[Path]:
 @contextlib.contextmanager
 def _quiet_loading(*, transformers: bool) -> Iterator[None]:
     """No per-file progress bars from diffusers (and transformers, when it loads something): the CLI shows its own."""
+    diffusers_model_classes()  # diffusers' first import in the process is the lean one (diffusers_import.py)
     from diffusers.utils import logging as dlog
 
     loggers = [dlog]

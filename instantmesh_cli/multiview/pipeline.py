@@ -75,6 +75,7 @@ from instantmesh_cli.multiview.channels_last import keep_channels_last
 from instantmesh_cli.multiview.condition_encoder import Condition, ConditionEncoder
 from instantmesh_cli.multiview.conditioning import GREY, WHITE
 from instantmesh_cli.multiview.cuda_graph import GraphedPass
+from instantmesh_cli.multiview.geglu import fuse_geglu
 from instantmesh_cli.multiview.compiled import CompiledPasses
 from instantmesh_cli.multiview.grid import GRID_HEIGHT, GRID_WIDTH
 from instantmesh_cli.multiview.loading import Zero123PlusComponents, load_components
@@ -181,6 +182,8 @@ class Zero123PlusPipeline:
             c.unet.to(memory_format=torch.channels_last)
             c.vae.to(memory_format=torch.channels_last)
             keep_channels_last(c.unet, c.vae)  # and the activations between the convolutions (channels_last.py)
+        if not compile:  # the feed-forward gates in one pass where Triton runs (geglu.py); Inductor fuses its own
+            fuse_geglu(c.unet)
         # The text encoder is used once (for the "" embedding), so it never stays on the GPU.
         if c.text_encoder is not None:
             c.text_encoder.to("cpu")

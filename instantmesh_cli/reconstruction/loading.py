@@ -23,6 +23,7 @@ from typing import Mapping
 import torch
 
 from instantmesh_cli.errors import WeightsError
+from instantmesh_cli.meta_device import on_meta_device
 from instantmesh_cli.reconstruction.config import EncoderConfig, LRMConfig
 from instantmesh_cli.reconstruction.model import ReconstructionModel
 
@@ -42,8 +43,8 @@ def generator_state_dict(raw: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
 
 
 def build_model(cfg: LRMConfig, device: str | torch.device = "cpu") -> ReconstructionModel:
-    """A model with freshly initialised weights (``device="meta"``: shapes only, no memory)."""
-    with torch.device(device):
+    """A model with freshly initialised weights (``device="meta"``: shapes only, no memory, no initialisation)."""
+    with on_meta_device() if torch.device(device).type == "meta" else torch.device(device):
         return ReconstructionModel(cfg)
 
 

@@ -26,6 +26,7 @@ import math
 
 import torch
 
+from instantmesh_cli.meta_device import on_meta_device
 from instantmesh_cli.reconstruction.config import LRMConfig
 from instantmesh_cli.reconstruction.model import ReconstructionModel
 
@@ -37,7 +38,7 @@ COLOR_GAIN = 4.0
 def random_state(cfg: LRMConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random weights with every tensor non-trivial (AdaLN, embeddings and biases included)."""
     gen = torch.Generator().manual_seed(seed)
-    with torch.device("meta"):
+    with on_meta_device():
         shapes = {k: v.shape for k, v in ReconstructionModel(cfg).state_dict().items()}
     state = {}
     for key, shape in shapes.items():

@@ -101,7 +101,8 @@ class TriplaneTransformer(nn.Module):
     ):
         super().__init__()
         self.low_res = low_res
-        self.pos_embed = nn.Parameter(torch.randn(1, 3 * low_res**2, dim) * dim**-0.5)
+        self.pos_embed = nn.Parameter(torch.empty(1, 3 * low_res**2, dim))
+        nn.init.normal_(self.pos_embed, std=dim**-0.5)  # on the meta device a no-op (meta_device.py), not a product
         self.layers = nn.ModuleList([TransformerBlock(dim, cond_dim, num_heads) for _ in range(num_layers)])
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.deconv = nn.ConvTranspose2d(dim, out_channels, kernel_size=2, stride=2, padding=0)

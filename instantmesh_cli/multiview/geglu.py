@@ -1,0 +1,44 @@
+"""The UNet's feed-forward gate (diffusers' ``GEGLU``) as one pass over its projection, where the kernels run.
+
+diffusers' ``GEGLU.forward`` is ``h, gate = proj(x).chunk(2, dim=-1); h * gelu(gate)``: two torch
+kernels over strided halves (see :mod:`elementwise_kernels` for what they cost). Here the
+projection stays torch's (cuBLAS, its bias fused), and :func:`elementwise_kernels.geglu` does the
+rest. Anywhere the kernels cannot run (the CPU build of torch, autograd) diffusers' own forward
+runs, unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import nn
+
+from instantmesh_cli.multiview import elementwise_kernels
+
+
+def _geglu_forward(module: Any, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    if args or kwargs or (torch.is_grad_enabled() and (hidden_states.requires_grad or module.proj.weight.requires_grad)):
+        return type(module).forward(module, hidden_states, *args, **kwargs)
+    projected = module.proj(hidden_states)
+    if not (projected.is_contiguous() and elementwise_kernels.available(projected)):
+        h, gate = projected.chunk(2, dim=-1)
+        return h * module.gelu(gate)
+    return elementwise_kernels.geglu(projected)
+
+
+def fuse_geglu(*modules: nn.Module) -> int:
+    """Give every diffusers ``GEGLU`` in ``modules`` the fused forward (an instance attribute: the class,
+    and other instances, keep diffusers'); returns how many."""
+    try:
+        from diffusers.models.activations import GEGLU
+    except ImportError:
+        return 0
+    count = 0
+    for root in modules:
+        for module in root.modules():
+            if type(module) is GEGLU:
+                module.forward = functools.partial(_geglu_forward, module)
+                count += 1
+    return count
