@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
+import textwrap
 import types
 
 import numpy as np
@@ -158,6 +160,36 @@ def test_a_preloaded_plugin_failure_is_tried_once_and_reported_by_the_job(monkey
         assert get_rasterizer("auto", "cuda:0").name == "torch"
     assert [str(w.message) for w in caught if "no CUDA toolkit" in str(w.message)]
     assert len(tries) == 1
+
+
+def test_preload_imports_the_extension_loader_before_its_thread_starts():
+    """Importing setuptools (torch.utils.cpp_extension does) adds and removes a sys.meta_path finder: done in
+    a thread beside others' imports it can make them miss modules that exist. preload() runs it first, in a
+    fresh process where nothing imported it yet."""
+    code = textwrap.dedent("""
+        import sys, threading
+        from instantmesh_cli.texture import raster
+        changes = []
+        class Watched(list):
+            def insert(self, i, x):
+                changes.append("insert"); super().insert(i, x)
+            def remove(self, x):
+                changes.append("remove"); super().remove(x)
+        sys.meta_path = Watched(sys.meta_path)
+        seen = []
+        class Recording(threading.Thread):
+            def start(self):
+                seen.append(("torch.utils.cpp_extension" in sys.modules, list(changes)))
+        raster.threading.Thread = Recording
+        assert "torch.utils.cpp_extension" not in sys.modules
+        raster.preload("cuda:0")
+        print(seen)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    imported, changes = eval(done.stdout.strip())[0]
+    assert imported  # before the thread starts, on the caller's thread
+    assert changes.count("insert") == changes.count("remove") >= 1  # the hazard that makes this matter
 
 
 def test_loaded_plugin_is_registered_in_sys_modules(monkeypatch):

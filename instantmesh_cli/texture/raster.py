@@ -14,6 +14,7 @@ torch backend otherwise, with one warning saying why.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import threading
 import warnings
@@ -76,6 +77,12 @@ def preload(device: "torch.device | str", notice: Callable[[str], None] | None =
         return None
     if device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
+    # nvdiffrast imports torch.utils.cpp_extension, which imports setuptools, whose import puts a finder
+    # at the front of sys.meta_path and takes it out again. Taken out while another thread's import
+    # walks that list, it makes that import skip the path finder: "No module named
+    # 'instantmesh_cli.hub.manifest'" in one of eight cold runs on the H200, whose load imports in
+    # three threads. So it is imported here, on the caller's thread, before the load's threads start.
+    importlib.import_module("torch.utils.cpp_extension")  # (a local `import torch.…` would shadow torch here)
 
     def load() -> None:
         with contextlib.suppress(Exception):
