@@ -26,12 +26,12 @@ def skip_unused_optional_packages() -> list[str]:
     return hidden
 
 
-# Imported by the stages after the views: the GLB export's trimesh (0.24 s on the 2-core VM), and
-# torch._dynamo, which torch.optim imports when the texture refinement makes its Adam (1.5 s there;
-# nothing earlier imports it any more: see multiview/diffusers_import.py and meta_device.py). The
-# views keep the GPU busy while the main thread mostly waits on it, so importing these then, in a
-# thread, adds nothing to the first job's critical path.
-LATER_STAGE_MODULES = ("trimesh", "torch._dynamo")
+# Imported by the stages after the views (the GLB export's trimesh: 0.24 s on the 2-core VM, the
+# only late import over 20 ms). The views keep the GPU busy while the main thread mostly waits
+# on it, so importing these then, in a thread, adds nothing to the first job's critical path.
+# (Not torch._dynamo, which a default run no longer imports at all: importing its 1.5 s here slowed
+# a cold process's first views by 0.6-1.3 s on the H200, where their graph capture runs Python.)
+LATER_STAGE_MODULES = ("trimesh",)
 _started: list[bool] = []
 
 

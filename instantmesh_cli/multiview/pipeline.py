@@ -46,7 +46,8 @@ on a machine compiles for a minute or two, later ones read Inductor's on-disk ca
 (default on CUDA without ``compile``) runs the convolutions in NHWC and keeps the activations
 NHWC between them (:mod:`channels_last`; 2.325 s -> 1.986 s on the H200, within 2/255), and
 with Triton its GroupNorms run fused with their neighbours (:mod:`group_norm_kernels`; 2.288 s
--> 2.044 s).
+-> 2.044 s), as do GEGLU's gates and the ResNet blocks' convolution biases (:mod:`elementwise_kernels`,
+:mod:`geglu`; 1.699 s -> 1.619 s).
 ``low_vram`` keeps only the part in use on the GPU. Measured on one H100 (full-size random
 weights, fp16, 75 euler-a steps, 640x960, weights resident): eager 4.04 s (the official pipeline:
 4.06 s); CUDA graph 2.73 s, + channels_last 2.67 s (peak 4.4 GiB); compile + CUDA

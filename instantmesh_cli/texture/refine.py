@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from instantmesh_cli.reconstruction.triplane import sample_triplane
+from instantmesh_cli.texture.adam import Adam
 
 LR_PLANES = 0.15
 LR_HEAD = 1e-4
@@ -105,14 +106,12 @@ def refine_texture(
     losses: list[torch.Tensor] = []
     if steps > 0:
         params = [p for p in head.parameters() if p.requires_grad]
-        groups = [{"params": [planes], "lr": lr_planes}, {"params": params, "lr": lr_head}]
-        fused = device.type == "cuda"
-        opt = torch.optim.Adam(groups, fused=fused) if fused else torch.optim.Adam(groups, foreach=True)
+        opt = Adam([([planes], lr_planes), (params, lr_head)])  # torch's foreach Adam, without torch.optim (adam.py)
         for step in range(steps):
             rgb = head(sample_triplane(planes, points))[0]
             loss = torch.mean((rgb - targets) ** 2)
             losses.append(loss.detach())
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             if progress is not None:
