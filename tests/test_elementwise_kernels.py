@@ -2,13 +2,7 @@
 CPU interpreter (a fresh process) where Triton is installed, compiled on CUDA; the fallbacks everywhere."""
 
 import copy
-import importlib.util
-import json
-import os
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,8 +13,7 @@ from instantmesh_cli.multiview import elementwise_kernels
 from instantmesh_cli.multiview.channels_last import keep_channels_last
 from instantmesh_cli.multiview.geglu import fuse_geglu
 
-has_triton = importlib.util.find_spec("triton") is not None
-on_cuda = has_triton and torch.cuda.is_available()
+from triton_check import has_triton, run_check, tiny_unet_outputs
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -28,20 +21,7 @@ def _nhwc(x: torch.Tensor) -> torch.Tensor:
 
 
 def _run_check(name: str, *args) -> None:
-    """``name(device, *args)``: compiled, on CUDA, in this process; else in Triton's CPU interpreter, in a
-    fresh process (the interpreter patches Triton's classes for good)."""
-    if on_cuda:
-        globals()[name]("cuda", *args)
-        return
-    if not has_triton:
-        pytest.skip("Triton is not installed (the CPU build of torch ships none)")
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_elementwise_kernels as t; "
-            "getattr(t, sys.argv[2])('cpu', *json.loads(sys.argv[3]))")
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "TRITON_INTERPRET": "1", "TRITON_CACHE_DIR": cache}
-        done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), name, json.dumps(args)],
-                              env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_check(sys.modules[__name__], name, *args)
 
 
 def check_geglu(device, shape, dtype):
@@ -86,14 +66,7 @@ def check_fused_unet(device):
     for name in calls:
         setattr(elementwise_kernels, name, counted(name))
     try:
-        g = torch.Generator(device=device).manual_seed(0)
-        cfg = rw.TINY.unet
-        latents = _nhwc(torch.randn(2, cfg["in_channels"], 16, 12, generator=g, device=device))
-        text = torch.randn(2, 3, cfg["cross_attention_dim"], generator=g, device=device)
-        # No TF32 convolutions on CUDA: they would round the two runs' small differences up to ~1e-3.
-        with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            want = unet(latents, 500, encoder_hidden_states=text).sample
-            got = fused(latents, 500, encoder_hidden_states=text).sample
+        want, got = tiny_unet_outputs(unet, fused, device)
     finally:
         for name, fn in originals.items():
             setattr(elementwise_kernels, name, fn)

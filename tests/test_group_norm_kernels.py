@@ -2,14 +2,10 @@
 installed, and compiled on CUDA; the fallback everywhere else."""
 
 import copy
-import importlib.util
-import json
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,8 +15,7 @@ from instantmesh_cli import random_weights as rw
 from instantmesh_cli.multiview import group_norm_kernels
 from instantmesh_cli.multiview.channels_last import ChannelsLastGroupNorm, keep_channels_last
 
-has_triton = importlib.util.find_spec("triton") is not None
-on_cuda = has_triton and torch.cuda.is_available()
+from triton_check import has_triton, on_cuda, run_check, tiny_unet_outputs
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -35,21 +30,7 @@ def _reference(x, groups, weight, bias, addend, silu):
 
 
 def _run_check(name: str, *args) -> None:
-    """``name(device, *args)``: compiled, on CUDA, in this process; else in Triton's CPU interpreter, in a
-    fresh process (the interpreter patches Triton's language classes for good: compiled kernels in the
-    same process would not build any more)."""
-    if on_cuda:
-        globals()[name]("cuda", *args)
-        return
-    if not has_triton:
-        pytest.skip("Triton is not installed (the CPU build of torch ships none)")
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_group_norm_kernels as t; "
-            "getattr(t, sys.argv[2])('cpu', *json.loads(sys.argv[3]))")
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "TRITON_INTERPRET": "1", "TRITON_CACHE_DIR": cache}
-        done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), name, json.dumps(args)],
-                              env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_check(sys.modules[__name__], name, *args)
 
 
 def check_against_torch(device, shape, groups, affine, added, silu):
@@ -92,14 +73,7 @@ def check_fused_unet(device):
 
     group_norm_kernels.group_norm_nhwc = counting
     try:
-        g = torch.Generator(device=device).manual_seed(0)
-        cfg = rw.TINY.unet
-        latents = _nhwc(torch.randn(2, cfg["in_channels"], 16, 12, generator=g, device=device))
-        text = torch.randn(2, 3, cfg["cross_attention_dim"], generator=g, device=device)
-        # No TF32 convolutions on CUDA: they would round the two runs' small differences up to ~1e-3.
-        with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            want = unet(latents, 500, encoder_hidden_states=text).sample
-            got = fused(latents, 500, encoder_hidden_states=text).sample
+        want, got = tiny_unet_outputs(unet, fused, device)
     finally:
         group_norm_kernels.group_norm_nhwc = original
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

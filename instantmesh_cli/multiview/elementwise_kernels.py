@@ -37,15 +37,12 @@ _SQRT_HALF = 1 / math.sqrt(2)
 @functools.cache
 def _kernels():
     """Compile-on-first-call Triton kernels; None where Triton is missing or unusable."""
-    try:
-        import triton
-        import triton.language as tl
-    except Exception:  # noqa: BLE001 - a missing or broken Triton means "not available", whatever it raises
-        return None
-    if "TRITON_CACHE_DIR" not in os.environ:
-        from instantmesh_cli.multiview.group_norm_kernels import keep_kernels_in_cache
+    from instantmesh_cli.multiview.group_norm_kernels import import_triton
 
-        keep_kernels_in_cache()
+    imported = import_triton()
+    if imported is None:
+        return None
+    triton, tl = imported
 
     # Row counts are not specialised on: each distinct divisibility would compile another copy.
     @triton.jit(do_not_specialize=["rows"])

@@ -88,9 +88,9 @@ def triton_key_function():
     return None
 
 
-@functools.cache
-def _kernels():
-    """Compile-on-first-call Triton kernels; None where Triton is missing or unusable."""
+def import_triton():
+    """``(triton, triton.language)``, with the kernels kept in imesh's cache; None where Triton is missing or
+    unusable. Every module of imesh's kernels starts from here."""
     try:
         import triton
         import triton.language as tl
@@ -98,6 +98,16 @@ def _kernels():
         return None
     if "TRITON_CACHE_DIR" not in os.environ:
         keep_kernels_in_cache()
+    return triton, tl
+
+
+@functools.cache
+def _kernels():
+    """Compile-on-first-call Triton kernels; None where Triton is missing or unusable."""
+    imported = import_triton()
+    if imported is None:
+        return None
+    triton, tl = imported
 
     # Row and split counts are not specialised on: each distinct divisibility would compile another
     # copy (about half a second each, on a machine's first run), and they do not shape the loads.
