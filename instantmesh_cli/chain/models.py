@@ -233,10 +233,9 @@ class Models:
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
         if self.device.type == "cuda":  # here, before the load's threads start (group_norm_kernels says why)
-            from instantmesh_cli.multiview.group_norm_kernels import hash_triton_in_background, keep_kernels_in_cache
+            from instantmesh_cli.multiview.group_norm_kernels import keep_kernels_in_cache
 
             keep_kernels_in_cache()
-            hash_triton_in_background()
         self.download_progress = download_progress
         self._removers: dict = {}
         self._multiview: "Zero123PlusPipeline | None" = None

@@ -52,42 +52,6 @@ def keep_kernels_in_cache() -> None:
     os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir() / "triton"))
 
 
-@functools.cache
-def hash_triton_in_background() -> None:
-    """Start computing Triton's own cache key in a daemon thread, once per process.
-
-    Triton computes that key (a sha256 of its ~500 MB ``libtriton.so``, and of its sources) at the
-    first kernel call of a process, even when every kernel is already on disk: on the first views'
-    critical path. Hashing and reading release the GIL, so a thread started before the load does it
-    beside the load; the key is cached by Triton, and the first call finds it. Anything that goes
-    wrong is left for that call to meet.
-    """
-    import threading
-
-    def run() -> None:
-        try:
-            key = triton_key_function()
-            if key is not None:
-                key()
-        except Exception:  # noqa: BLE001 - no usable Triton: the kernels' first call says so
-            pass
-
-    threading.Thread(target=run, name="imesh-triton-key", daemon=True).start()
-
-
-def triton_key_function():
-    """Triton's (cached) ``triton_key``, wherever this Triton keeps it; None without one."""
-    import importlib
-
-    import triton  # noqa: F401 - the package first: its submodules import in its own order
-
-    for module in ("triton.runtime.cache", "triton.compiler.compiler"):  # where 3.5+ / earlier releases keep it
-        key = getattr(importlib.import_module(module), "triton_key", None)
-        if callable(key):
-            return key
-    return None
-
-
 def import_triton():
     """``(triton, triton.language)``, with the kernels kept in imesh's cache; None where Triton is missing or
     unusable. Every module of imesh's kernels starts from here."""
