@@ -225,8 +225,10 @@ def check_nvdiffrast(build: bool = True) -> Check:
 
 
 def check_triton(run: bool = True) -> Check:
-    """The views' fused GroupNorm kernels (``multiview/group_norm_kernels.py``) need Triton on CUDA."""
-    fallback = "the views' GroupNorms run as plain torch operations instead (0.24 s slower a photo on an H200)"
+    """The views' fused kernels (``multiview/group_norm_kernels.py``, ``multiview/elementwise_kernels.py``) need
+    Triton on CUDA."""
+    fallback = ("the views' GroupNorms, GEGLU gates and bias sums run as plain torch operations instead "
+                "(about 0.3 s slower a photo on an H200)")
     torch, _ = _torch()
     if torch is None or not torch.cuda.is_available():
         return Check("triton", OK, "not used on the CPU")
@@ -236,19 +238,30 @@ def check_triton(run: bool = True) -> Check:
         return Check("triton", OK, "installed (kernel test skipped)")
     import torch.nn.functional as F
 
-    from instantmesh_cli.multiview import group_norm_kernels
+    from instantmesh_cli.multiview import elementwise_kernels, group_norm_kernels
 
     start = time.perf_counter()
     try:
         x = torch.randn(1, 128, 16, 16, device="cuda").contiguous(memory_format=torch.channels_last)
-        error = (group_norm_kernels.group_norm_nhwc(x, 32, None, None, 1e-5) - F.group_norm(x, 32)).abs().max().item()
+        bias = torch.randn(128, device="cuda")
+        projected = torch.randn(64, 2 * 96, device="cuda")
+        h, gate = projected.chunk(2, dim=-1)
+        pairs = {
+            "GroupNorm": (group_norm_kernels.group_norm_nhwc(x, 32, None, None, 1e-5), F.group_norm(x, 32)),
+            "GEGLU": (elementwise_kernels.geglu(projected), h * F.gelu(gate)),
+            "bias sum": (elementwise_kernels.add_with_bias(x, x, bias), x + x + bias.view(1, -1, 1, 1)),
+        }
+        errors = {name: (got - want).abs().max().item() for name, (got, want) in pairs.items()}
     except Exception as exc:  # noqa: BLE001 - Triton's compiler fails in many ways (no ptxas, an unknown GPU...)
-        return Check("triton", WARN, f"the GroupNorm kernels did not build ({type(exc).__name__}: {exc}"
-                     .splitlines()[0][:300] + f"); {fallback}", "reinstall the triton that your torch names")
-    if not error < 1e-4:
-        return Check("triton", WARN, f"the GroupNorm kernels computed wrong values (max error {error:.3g}); {fallback}",
+        return Check("triton", FAIL, f"the fused kernels did not build ({type(exc).__name__}: {exc}"
+                     .splitlines()[0][:300] + "); the views cannot run here", "reinstall the triton that your torch names")
+    wrong = {name: error for name, error in errors.items() if not error < 1e-4}
+    if wrong:
+        detail = ", ".join(f"{name} max error {error:.3g}" for name, error in wrong.items())
+        return Check("triton", FAIL, f"the fused kernels computed wrong values ({detail}); the views would be wrong",
                      "report this with `imesh doctor --json`")
-    return Check("triton", OK, f"the GroupNorm kernels built and matched torch in {time.perf_counter() - start:.1f} s")
+    return Check("triton", OK, f"the fused kernels (GroupNorm, GEGLU, bias sum) built and matched torch in "
+                               f"{time.perf_counter() - start:.1f} s")
 
 
 def check_onnxruntime() -> Check:
