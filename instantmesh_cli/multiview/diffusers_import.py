@@ -17,7 +17,7 @@ encoder does); only diffusers' transformers-based extras, which we never call (L
 on text encoders, single-file loading, ``AutoencoderRAE``), stay off in this process.
 
 imesh's own processes (:func:`use_lean_import`, from :mod:`instantmesh_cli.startup`) leave out
-two more things on that first import, measured on the 2-core VM (3.7 s for the two classes):
+three more things on that first import, measured on the 2-core VM (3.7 s for the two classes):
 
 - scipy.stats (1.0 s): the single-file loaders import several diffusers schedulers, and two
   of them import ``scipy.stats`` when scipy is installed, for beta-sigma schedules. imesh never
@@ -27,6 +27,11 @@ two more things on that first import, measured on the 2-core VM (3.7 s for the t
   (0.3 s): each imports every model of its kind, about 130 modules, for the two classes used.
   Those packages are put in place uninitialised (:class:`_DeferredPackage`): their submodules
   import as usual, and the first other name asked of one runs its ``__init__`` then.
+- ``torch._dynamo`` (1.5-1.9 s): diffusers' ``torch_utils`` imports its ``allow_in_graph`` (hidden here, so
+  diffusers keeps its own no-op stand-in, as on a torch without dynamo), and its ``hooks`` package, which
+  ``ModelMixin.to()`` imports, decorates hook methods with ``torch.compiler.disable`` (imported here, with
+  each decoration made at the method's first call instead). ``--compile`` imports dynamo before diffusers,
+  so none of this applies there.
 
 A library process keeps the plain import: its code may use a beta-sigma schedule later.
 """

@@ -20,8 +20,9 @@ memory bandwidth. Here:
 
 ``x + addend`` is never formed: the added term (per sample and channel, per channel, or both: the
 time embedding, and the bias of the convolution before, which then runs without it) moves a
-channel's mean and nothing else, so it enters only the shift. Compared with torch's kernels the output skips two roundings to half
-precision (of ``x + addend`` and of the normalised value before the SiLU).
+channel's mean and nothing else, so it enters only the shift. Compared with torch's kernels the
+output skips two roundings to half precision (of ``x + addend`` and of the normalised value before
+the SiLU).
 
 Triton is imported on first use only (the CPU build of torch has none); :func:`available` says
 whether these kernels can run for a tensor.
