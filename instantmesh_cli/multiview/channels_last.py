@@ -27,7 +27,6 @@ SiLU" runs each made one fused norm, and the output's division by a scale factor
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from instantmesh_cli.multiview import elementwise_kernels, group_norm_kernels
+from instantmesh_cli.multiview.instance_patches import patch_instances
 
 
 def group_norm_channels_last(
@@ -135,17 +135,8 @@ def _output_channels_last(
 
 
 def _keep_transformer_outputs(root: nn.Module) -> int:
-    try:
-        from diffusers.models.transformers.transformer_2d import Transformer2DModel
-    except ImportError:
-        return 0
-    count = 0
-    for module in root.modules():
-        # Only where the method is diffusers' own: a diffusers that changed it keeps its copy.
-        if isinstance(module, Transformer2DModel) and hasattr(Transformer2DModel, "_get_output_for_continuous_inputs"):
-            module._get_output_for_continuous_inputs = functools.partial(_output_channels_last, module)
-            count += 1
-    return count
+    return patch_instances([root], "diffusers.models.transformers.transformer_2d.Transformer2DModel",
+                           "_get_output_for_continuous_inputs", _output_channels_last)
 
 
 def _without_bias(conv: nn.Module, x: torch.Tensor, fold: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -210,17 +201,12 @@ def _resnet_forward(block: Any, input_tensor: torch.Tensor, temb: torch.Tensor |
 
 
 def _fuse_resnet_norms(root: nn.Module) -> int:
-    try:
-        from diffusers.models.resnet import ResnetBlock2D
-    except ImportError:
-        return 0
-    count = 0
-    for module in root.modules():
-        if (type(module) is ResnetBlock2D and module.time_embedding_norm == "default"
-                and isinstance(module.norm1, ChannelsLastGroupNorm) and isinstance(module.norm2, ChannelsLastGroupNorm)):
-            module.forward = functools.partial(_resnet_forward, module)
-            count += 1
-    return count
+    def fusable(block: Any) -> bool:
+        return (block.time_embedding_norm == "default" and isinstance(block.norm1, ChannelsLastGroupNorm)
+                and isinstance(block.norm2, ChannelsLastGroupNorm))
+
+    return patch_instances([root], "diffusers.models.resnet.ResnetBlock2D", "forward", _resnet_forward,
+                           exact=True, where=fusable)
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ runs, unchanged.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
 from torch import nn
 
 from instantmesh_cli.multiview import elementwise_kernels
+from instantmesh_cli.multiview.instance_patches import patch_instances
 
 
 def _geglu_forward(module: Any, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -31,14 +31,4 @@ def _geglu_forward(module: Any, hidden_states: torch.Tensor, *args: Any, **kwarg
 def fuse_geglu(*modules: nn.Module) -> int:
     """Give every diffusers ``GEGLU`` in ``modules`` the fused forward (an instance attribute: the class,
     and other instances, keep diffusers'); returns how many."""
-    try:
-        from diffusers.models.activations import GEGLU
-    except ImportError:
-        return 0
-    count = 0
-    for root in modules:
-        for module in root.modules():
-            if type(module) is GEGLU:
-                module.forward = functools.partial(_geglu_forward, module)
-                count += 1
-    return count
+    return patch_instances(modules, "diffusers.models.activations.GEGLU", "forward", _geglu_forward, exact=True)
