@@ -22,11 +22,12 @@ whether these kernels can run for a tensor (CUDA, or Triton's CPU interpreter wi
 
 from __future__ import annotations
 
-import functools
 import math
-import os
+from typing import Any
 
 import torch
+
+from instantmesh_cli.multiview.group_norm_kernels import triton_kernels, triton_runs_on
 
 # 128 fp16 values = 256 contiguous bytes a row per load; 32 rows a program.
 BLOCK_R = 32
@@ -34,15 +35,9 @@ BLOCK_C = 128
 _SQRT_HALF = 1 / math.sqrt(2)
 
 
-@functools.cache
-def _kernels():
-    """Compile-on-first-call Triton kernels; None where Triton is missing or unusable."""
-    from instantmesh_cli.multiview.group_norm_kernels import import_triton
-
-    imported = import_triton()
-    if imported is None:
-        return None
-    triton, tl = imported
+@triton_kernels
+def _kernels(triton: Any, tl: Any):
+    """Compile-on-first-call Triton kernels."""
 
     # Row counts are not specialised on: each distinct divisibility would compile another copy.
     @triton.jit(do_not_specialize=["rows"])
@@ -79,9 +74,7 @@ def _kernels():
 
 def available(x: torch.Tensor) -> bool:
     """Whether these kernels can run on ``x``'s device (CUDA, or CPU under ``TRITON_INTERPRET=1``), with Triton."""
-    if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
-        return False
-    return _kernels() is not None
+    return triton_runs_on(x) and _kernels() is not None
 
 
 def geglu(projected: torch.Tensor) -> torch.Tensor:

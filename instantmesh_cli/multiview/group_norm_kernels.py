@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any, Callable
 
 import torch
 
@@ -53,26 +54,34 @@ def keep_kernels_in_cache() -> None:
     os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir() / "triton"))
 
 
-def import_triton():
-    """``(triton, triton.language)``, with the kernels kept in imesh's cache; None where Triton is missing or
-    unusable. Every module of imesh's kernels starts from here."""
-    try:
-        import triton
-        import triton.language as tl
-    except Exception:  # noqa: BLE001 - a missing or broken Triton means "not available", whatever it raises
-        return None
-    if "TRITON_CACHE_DIR" not in os.environ:
-        keep_kernels_in_cache()
-    return triton, tl
+def triton_kernels(build: Callable[[Any, Any], Any]) -> Callable[[], Any]:
+    """``build(triton, triton.language)``'s kernels, made on the first call and kept: what every module of
+    imesh's kernels starts from. None where Triton is missing or unusable; the kernels are kept in imesh's
+    cache (:func:`keep_kernels_in_cache`)."""
+
+    @functools.cache
+    def kernels() -> Any:
+        try:
+            import triton
+            import triton.language as tl
+        except Exception:  # noqa: BLE001 - a missing or broken Triton means "not available", whatever it raises
+            return None
+        if "TRITON_CACHE_DIR" not in os.environ:
+            keep_kernels_in_cache()
+        return build(triton, tl)
+
+    return kernels
 
 
-@functools.cache
-def _kernels():
-    """Compile-on-first-call Triton kernels; None where Triton is missing or unusable."""
-    imported = import_triton()
-    if imported is None:
-        return None
-    triton, tl = imported
+def triton_runs_on(x: torch.Tensor) -> bool:
+    """Whether Triton kernels can take ``x``'s device: CUDA, or the CPU under ``TRITON_INTERPRET=1`` (Triton's
+    CPU interpreter, the tests' way in)."""
+    return x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@triton_kernels
+def _kernels(triton: Any, tl: Any):
+    """Compile-on-first-call Triton kernels."""
 
     # Row and split counts are not specialised on: each distinct divisibility would compile another
     # copy (about half a second each, on a machine's first run), and they do not shape the loads.
@@ -169,9 +178,7 @@ def available(x: torch.Tensor) -> bool:
 
     ``TRITON_INTERPRET=1`` (Triton's CPU interpreter) lets them run on CPU tensors too: the tests' way in.
     """
-    if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
-        return False
-    if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+    if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or not triton_runs_on(x):
         return False
     return _kernels() is not None
 
