@@ -25,8 +25,9 @@ class Adam:
     groups: list[tuple[list[torch.Tensor], float]]
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    steps: int = 0
-    _moments: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = field(default_factory=list, repr=False)
+    steps: int = field(default=0, init=False)  # updates made
+    # Per group: the first and second moments of each parameter.
+    _moments: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._moments = [([torch.zeros_like(p, memory_format=torch.preserve_format) for p in params],
