@@ -80,10 +80,10 @@ class ChannelsLastGroupNorm(nn.GroupNorm):
                     and any(t is not None and t.requires_grad for t in (x, self.weight, self.bias)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fuses(x):
+            return group_norm_kernels.group_norm_nhwc(x, self.num_groups, self.weight, self.bias, self.eps)
         if not self._fast(x):
             return super().forward(x)
-        if self.kernels and group_norm_kernels.available(x):
-            return group_norm_kernels.group_norm_nhwc(x, self.num_groups, self.weight, self.bias, self.eps)
         return group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def fuses(self, x: torch.Tensor) -> bool:
