@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -569,6 +574,41 @@ def test_scheduler_choices():
     sigma = float(reference_sigmas(dpm, t)[0])
     ours = (x0 + eps * sigma) / (sigma**2 + 1) ** 0.5
     assert torch.allclose(ours, dpm.add_noise(x0, eps, t), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_each_sampler_is_what_diffusers_from_config_builds(name):
+    """Built without ``from_config`` (which imports every "compatible" scheduler class to sort the
+    config): the same init config, timesteps, sigmas and step result."""
+    ours = build_scheduler(name, SCHEDULER_CONFIG)
+    theirs = type(ours).from_config(dict(SCHEDULER_CONFIG), **get_sampler(name).overrides)
+    assert type(ours).__name__ == get_sampler(name).scheduler_class
+    init = inspect.signature(type(ours).__init__).parameters
+    assert {k: v for k, v in theirs.config.items() if k in init} == {k: v for k, v in ours.config.items() if k in init}
+    assert ours.config.prediction_type == "v_prediction" and ours.config.timestep_spacing == "trailing"
+    for s in (ours, theirs):
+        s.set_timesteps(12)
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+    assert torch.equal(ours.sigmas, theirs.sigmas)
+    x, v = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.ones(1, 4, 8, 8)
+    for s in (ours, theirs):
+        kw = {"generator": torch.Generator().manual_seed(2)} if "generator" in inspect.signature(s.step).parameters else {}
+        s.out = s.step(v, s.timesteps[0], x, return_dict=False, **kw)[0]
+    assert torch.equal(ours.out, theirs.out)
+
+
+def test_building_a_sampler_imports_no_other_scheduler():
+    code = textwrap.dedent("""
+        import sys
+        import instantmesh_cli.cli
+        from instantmesh_cli.multiview.schedulers import build_scheduler
+        build_scheduler("euler-a", {"num_train_timesteps": 1000, "beta_schedule": "linear"})
+        print(sorted(m for m in sys.modules if m.startswith("diffusers.schedulers.scheduling_")), "scipy.stats" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.split() == ["['diffusers.schedulers.scheduling_euler_ancestral_discrete',",
+                                   "'diffusers.schedulers.scheduling_utils']", "False"]
 
 
 # --------------------------------------------------------------------------- independent reference
