@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +61,7 @@ HEAVY_OPS = frozenset({
     "aten::_scaled_dot_product_efficient_attention",
 })
 _MAX_CALLS = 2000  # a manifest larger than any job's distinct heavy calls is not ours
-_FORMAT = 1
+_FORMAT = 2  # 2: without the empty-prompt embedding's calls (not_recorded)
 
 
 class _Unsupported(Exception):
@@ -97,6 +97,20 @@ def _op(name: str) -> Any:
     return getattr(getattr(getattr(torch.ops, namespace), packet), overload or "default")
 
 
+_paused = threading.local()  # .depth: how many not_recorded() blocks this thread is inside
+
+
+@contextlib.contextmanager
+def not_recorded() -> Iterator[None]:
+    """Calls made inside are not noted by a recording in this thread: work that only a first process does
+    (the empty-prompt embedding, computed once and cached) would otherwise be replayed by every later one."""
+    _paused.depth = getattr(_paused, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _paused.depth -= 1
+
+
 class _Recorder(TorchDispatchMode):
     """Notes each distinct heavy call (operation and argument signature) run in this thread."""
 
@@ -108,7 +122,7 @@ class _Recorder(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         packet = func.name()
-        if packet in HEAVY_OPS and len(self.calls) < _MAX_CALLS:
+        if packet in HEAVY_OPS and len(self.calls) < _MAX_CALLS and not getattr(_paused, "depth", 0):
             try:
                 line = json.dumps({"op": f"{packet}.{func._overloadname}", "args": _encode(args),
                                    "kwargs": {k: _encode(v) for k, v in kwargs.items()}}, sort_keys=True)
@@ -172,13 +186,13 @@ def replay(calls: list[dict], device: torch.device) -> Replay:
     A call that fails (an operation this torch lacks, a shape this GPU refuses) is skipped: the
     job will meet the same thing and report it properly.
     """
+    from instantmesh_cli.gil import responsive
+
     start = time.perf_counter()
     failed = 0
-    # The loading thread runs Python (imports) beside this one: hand the GIL over sooner than
-    # every 5 ms, or each call here would wait that long to start.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, 0.0005))
-    try:
+    # The loading thread runs Python (imports) beside this one: without ``responsive``, each call
+    # here would wait up to 5 ms for the GIL to start.
+    with responsive():
         with torch.inference_mode():
             for call in calls:
                 try:
@@ -188,8 +202,6 @@ def replay(calls: list[dict], device: torch.device) -> Replay:
                     failed += 1
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    finally:
-        sys.setswitchinterval(interval)
     return Replay(len(calls), failed, time.perf_counter() - start)
 
 

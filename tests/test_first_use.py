@@ -38,6 +38,38 @@ def test_a_recording_keeps_each_heavy_call_once_with_its_shapes_and_strides(tmp_
     assert conv[3:6] == [[1, 1], [1, 1], [1, 1]]  # stride, padding, dilation
 
 
+def test_calls_inside_not_recorded_are_left_out_and_the_recording_goes_on_after(tmp_path):
+    path = tmp_path / "m.json"
+    with first_use.recording(path):
+        with first_use.not_recorded():
+            _work(*_inputs(batch=3))  # first-process-only work (the empty-prompt embedding)
+            with first_use.not_recorded():
+                _work(*_inputs(batch=4))
+            _work(*_inputs(batch=5))  # still inside the outer block
+        _work(*_inputs(batch=1))
+    calls = first_use.read_manifest(path)
+    assert [c["args"][0]["tensor"][0] for c in calls if c["op"] == "aten::convolution.default"] == [1]
+
+
+def test_a_pause_in_one_thread_leaves_another_threads_recording_alone(tmp_path):
+    path = tmp_path / "m.json"
+    paused, go = threading.Event(), threading.Event()
+
+    def pause():
+        with first_use.not_recorded():
+            paused.set()
+            go.wait(10)
+
+    t = threading.Thread(target=pause)
+    t.start()
+    paused.wait(10)
+    with first_use.recording(path):
+        _work(*_inputs(batch=2))
+    go.set()
+    t.join()
+    assert len(first_use.read_manifest(path)) == 2
+
+
 def test_under_inference_mode_the_composite_calls_are_kept(tmp_path):
     # The pipelines run under torch.inference_mode, where a dispatch mode sees conv2d, linear and
     # scaled_dot_product_attention themselves, not what they decompose into.
@@ -179,3 +211,46 @@ def test_without_a_manifest_the_load_builds_in_this_thread(monkeypatch, tmp_path
     monkeypatch.setattr(models, "_build_multiview", lambda: threads.append(threading.get_ident()) or object())
     models.load(multiview=True, reconstruction=False)
     assert threads == [threading.get_ident()] and models.first_use_replay is None
+
+
+@pytest.mark.parametrize("single_job", [True, False])
+def test_the_reconstruction_model_loads_in_a_thread_once_the_views_are_under_way(monkeypatch, tmp_path, single_job):
+    """One job: started by the multiview stage's first step (start_background_loads), not by the load, whose
+    condition encoding comes next; a warmed-up process (several jobs): at once."""
+    monkeypatch.setenv("IMESH_CACHE_DIR", str(tmp_path))
+    models = Models(PipelineOptions(device="cpu"), single_job=single_job)
+    models.device = torch.device("cuda")
+    loaded, started = object(), threading.Event()
+    threads = []
+
+    def load_beside():
+        threads.append(threading.get_ident())
+        started.set()
+        return loaded
+
+    monkeypatch.setattr(models, "_build_multiview", lambda: object())
+    monkeypatch.setattr(models, "_warmed", lambda pipe: pipe)
+    monkeypatch.setattr(models, "_load_reconstructor_beside", load_beside)
+    from instantmesh_cli.texture import raster
+
+    monkeypatch.setattr(raster, "preload", lambda device, notice: None)
+    models.load()
+    assert started.wait(0.2) is (not single_job)
+    models.start_background_loads()
+    models.start_background_loads()  # once
+    assert started.wait(10) and models.reconstructor is loaded
+    assert len(threads) == 1 and threads[0] != threading.get_ident()
+
+
+def test_a_deferred_reconstruction_model_that_nothing_started_loads_on_first_use(monkeypatch, tmp_path):
+    models = _gpu_models(monkeypatch, tmp_path)
+    loaded = object()
+    monkeypatch.setattr(models, "_build_multiview", lambda: object())
+    monkeypatch.setattr(models, "_load_reconstructor_beside", lambda: pytest.fail("no thread was asked for"))
+    monkeypatch.setattr(models, "_load_reconstructor", lambda: loaded)
+    from instantmesh_cli.texture import raster
+
+    monkeypatch.setattr(raster, "preload", lambda device, notice: None)
+    models.load()
+    assert models.reconstructor is loaded  # e.g. a plan whose views came from files
+    models.start_background_loads()  # too late to matter: nothing more happens

@@ -82,7 +82,10 @@ def load_multiview_pipeline(
         folder, unet_weights=unet_weights, dtype=dtype, device=device, text_embeds=cached, **pipeline_options
     )
     if cached is None:
-        pipe.drop_text_encoder()  # computes the embedding once; the 340 M-parameter encoder is freed
+        from instantmesh_cli.first_use import not_recorded
+
+        with not_recorded():  # a later process reads the embedding from the cache
+            pipe.drop_text_encoder()  # computes the embedding once; the 340 M-parameter encoder is freed
         _write_text_embeds(cache, pipe.text_embeddings())
     return pipe
 
@@ -241,6 +244,7 @@ class Models:
         self._multiview: "Zero123PlusPipeline | None" = None
         self._reconstructor: "ReconstructionModel | None" = None
         self._reconstructor_loading: "Future[ReconstructionModel] | None" = None
+        self._reconstructor_deferred = False  # to load in a thread once the first views are under way
         self.first_use_replay: "Replay | None" = None  # what the load replayed of an earlier first job
         self._first_use_lock = threading.Lock()
         self._first_use_taken = False  # a replay ran, or a recording is under way or written
@@ -336,9 +340,22 @@ class Models:
     @property
     def reconstructor(self) -> "ReconstructionModel":
         if self._reconstructor is None:
+            self._reconstructor_deferred = False
             loading, self._reconstructor_loading = self._reconstructor_loading, None
             self._reconstructor = loading.result() if loading is not None else self._load_reconstructor()
         return self._reconstructor
+
+    def start_background_loads(self) -> None:
+        """Start the loads that :meth:`load` left for later, each in a thread: the reconstruction model, when
+        it was deferred. The multiview stage calls this once the GPU has the views' first step queued: each of
+        the condition encoder's few hundred eager operations before that waits for the GIL behind a thread
+        that runs Python (``gil.py``), while the steps after it are CUDA-graph replays the GPU runs behind."""
+        if not self._reconstructor_deferred or self._reconstructor is not None or self._reconstructor_loading is not None:
+            return
+        self._reconstructor_deferred = False
+        from instantmesh_cli.thread_pools import shared_pool
+
+        self._reconstructor_loading = shared_pool("models", 1).submit(self._load_reconstructor_beside)
 
     def _load_reconstructor(self) -> "ReconstructionModel":
         o = self.options
@@ -348,13 +365,16 @@ class Models:
         )
 
     def _load_reconstructor_beside(self) -> "ReconstructionModel":
-        """The reconstruction model, loaded on a stream of its own: its copies need not wait for the views' kernels."""
+        """The reconstruction model, loaded on a stream of its own: its copies need not wait for the views'
+        kernels; and with the GIL handed over often (``gil.py``), its Python does not hold up the views'."""
         import torch
 
+        from instantmesh_cli.gil import responsive
+
         stream = torch.cuda.Stream(self.device)
-        with torch.cuda.stream(stream):
+        with responsive(), torch.cuda.stream(stream):
             model = self._load_reconstructor()
-        stream.synchronize()
+            stream.synchronize()
         return model
 
     def load(self, *, multiview: bool = True, reconstruction: bool = True) -> float:
@@ -374,10 +394,12 @@ class Models:
         if reconstruction and self._reconstructor is None and self._reconstructor_loading is None:
             if multiview and self.device.type == "cuda":
                 # In a thread while the GPU makes the first views (0.34 s of a one-photo cold start on the
-                # H200); the first use of ``reconstructor`` waits for it and raises what it raised.
-                from instantmesh_cli.thread_pools import shared_pool
-
-                self._reconstructor_loading = shared_pool("models", 1).submit(self._load_reconstructor_beside)
+                # H200): started by the multiview stage (start_background_loads) in a one-job process,
+                # whose views come next; at once in one that has warmed up. The first use of
+                # ``reconstructor`` starts it if nothing did, waits for it and raises what it raised.
+                self._reconstructor_deferred = True
+                if not self.single_job:
+                    self.start_background_loads()
             else:
                 self.reconstructor
         return time.perf_counter() - start

@@ -85,7 +85,12 @@ def multiview(models: "Models", job: "Job") -> None:
     """The six Zero123++ views of the cut-out → ``job.views`` (the 3×2 grid)."""
     from instantmesh_cli.lean_imports import import_later_stage_modules
 
-    import_later_stage_modules()  # while the GPU works on the views
+    def progress(done: int, total: int) -> None:
+        if done == 1:  # the GPU has the views' steps queued: threads that run Python beside them cost nothing now
+            import_later_stage_modules()
+            models.start_background_loads()
+        job.report("multiview", done, total)
+
     o = job.options
     job.views = models.multiview(
         job.prepared.image,
@@ -93,8 +98,9 @@ def multiview(models: "Models", job: "Job") -> None:
         guidance=o.guidance,
         seed=job.seed,
         scheduler=o.scheduler,
-        callback=lambda done, total: job.report("multiview", done, total),
+        callback=progress,
     )
+    import_later_stage_modules()  # (once per process: a no-op when the first step started it)
 
 
 def reconstruct(models: "Models", job: "Job") -> None:

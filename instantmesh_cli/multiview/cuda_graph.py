@@ -47,10 +47,15 @@ class GraphedPass:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            for _ in range(2):  # warm-up: lazy initialisation, kernel selection
-                self.fn(*static_in, **options)
+            # One warm-up pass on a side stream: lazy initialisation (cuBLAS's workspace for this stream,
+            # cuDNN's plans and attention graphs, Triton's kernel loads) must not happen inside the capture.
+            self.fn(*static_in, **options)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # "thread_local": only this thread's calls must be capture-safe. Under the default ("global") a
+        # cudaMalloc or a synchronous copy in *any* thread during the capture fails and invalidates it; a
+        # one-photo process loads the reconstruction model in a thread while its first views capture, and
+        # two of three such cold runs on the H200 then ended in a CUDA error once the views started earlier.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_out = self.fn(*static_in, **options)
         return graph, static_in, static_out

@@ -57,7 +57,7 @@ def keep_kernels_in_cache() -> None:
 def triton_kernels(build: Callable[[Any, Any], Any]) -> Callable[[], Any]:
     """``build(triton, triton.language)``'s kernels, made on the first call and kept: what every module of
     imesh's kernels starts from. None where Triton is missing or unusable; the kernels are kept in imesh's
-    cache (:func:`keep_kernels_in_cache`)."""
+    cache (:func:`keep_kernels_in_cache`), and so is the key Triton names them by (``triton_key.py``)."""
 
     @functools.cache
     def kernels() -> Any:
@@ -68,6 +68,9 @@ def triton_kernels(build: Callable[[Any, Any], Any]) -> Callable[[], Any]:
             return None
         if "TRITON_CACHE_DIR" not in os.environ:
             keep_kernels_in_cache()
+        from instantmesh_cli.multiview import triton_key
+
+        triton_key.install(triton)
         return build(triton, tl)
 
     return kernels
