@@ -16,8 +16,11 @@ values are garbage and nothing reads them; only the shapes choose what gets buil
 
 :func:`recording` writes the manifest: a ``TorchDispatchMode`` (this thread's operations only)
 that notes each heavy call's signature during a process's first job when no manifest exists.
-A manifest is a hint: one that is missing, unreadable or from other shapes costs nothing but the
-time it saves.
+A process that warms up in its load (a server, a batch, the bench) then replays its views as CUDA
+graphs, which no recorder sees: the warm-up's calls are noted (:func:`noting`) and go first in the
+manifest. What only a first process runs (the empty-prompt embedding, cached after it) is left out
+(:func:`not_recorded`). A manifest is a hint: one that is missing, unreadable or from other shapes
+costs nothing but the time it saves.
 
 Measured on the H200 (one-photo ``imesh generate``, three each, alternating): the replay of 222
 calls took 3.6 s beside the load; the first views 6.48-6.80 s -> 4.65-4.70 s, the first
@@ -33,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -61,7 +64,7 @@ HEAVY_OPS = frozenset({
     "aten::_scaled_dot_product_efficient_attention",
 })
 _MAX_CALLS = 2000  # a manifest larger than any job's distinct heavy calls is not ours
-_FORMAT = 2  # 2: without the empty-prompt embedding's calls (not_recorded)
+_FORMAT = 2  # 2: without the empty-prompt embedding's calls (not_recorded), with a warm-up's (noting)
 
 
 class _Unsupported(Exception):
@@ -114,9 +117,10 @@ def not_recorded() -> Iterator[None]:
 class _Recorder(TorchDispatchMode):
     """Notes each distinct heavy call (operation and argument signature) run in this thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, known: Iterable[str] = ()) -> None:
         super().__init__()
-        self.calls: dict[str, None] = {}  # an ordered set of JSON lines
+        self.calls: dict[str, None] = dict.fromkeys(known)  # an ordered set of JSON lines
+        self.known = len(self.calls)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -144,15 +148,23 @@ def manifest_path(cache: Path, **identity: Any) -> Path:
 
 
 @contextlib.contextmanager
-def recording(path: Path) -> Iterator[_Recorder]:
-    """Record this thread's heavy calls while inside; on a clean exit write them to ``path``
-    (atomically; nothing when none ran, and a cache that cannot be written is let be)."""
-    from instantmesh_cli.fileio import write_bytes_atomic
-
-    recorder = _Recorder()
+def noting(known: Iterable[str] = ()) -> Iterator[_Recorder]:
+    """Note this thread's heavy calls while inside, after the ``known`` ones (lines of a recorder's ``calls``)."""
+    recorder = _Recorder(known)
     with recorder:
         yield recorder
-    if recorder.calls:
+
+
+@contextlib.contextmanager
+def recording(path: Path, known: Iterable[str] = ()) -> Iterator[_Recorder]:
+    """Record this thread's heavy calls while inside, after the ``known`` ones (noted earlier in this
+    process: a warm-up's); on a clean exit write them all to ``path`` (atomically; nothing when none ran
+    inside, and a cache that cannot be written is let be)."""
+    from instantmesh_cli.fileio import write_bytes_atomic
+
+    with noting(known) as recorder:
+        yield recorder
+    if len(recorder.calls) > recorder.known:
         try:
             write_bytes_atomic(path, ("\n".join(recorder.calls) + "\n").encode())
         except OSError:

@@ -254,3 +254,34 @@ def test_a_deferred_reconstruction_model_that_nothing_started_loads_on_first_use
     models.load()
     assert models.reconstructor is loaded  # e.g. a plan whose views came from files
     models.start_background_loads()  # too late to matter: nothing more happens
+
+
+def test_a_warmed_up_process_records_its_warm_up_first_then_its_first_job(monkeypatch, tmp_path):
+    """A server's or a batch's load warms up (its views then replay CUDA graphs, which no recorder sees):
+    the manifest its first job writes starts with the warm-up's calls, so a later one-photo process
+    replays the views' calls too."""
+    monkeypatch.setenv("IMESH_CACHE_DIR", str(tmp_path))
+    models = Models(PipelineOptions(device="cpu"), single_job=False)
+    models.device = torch.device("cuda")
+
+    class Pipe:
+        def warm_up(self, **settings):
+            _work(*_inputs(batch=3))  # the views' passes, eager before their capture
+            return 0.25
+
+    pipe = Pipe()
+    assert models._warmed(pipe) is pipe and models.warm_up_s == 0.25
+    path = models._first_use_manifest(BOTH)
+    with models.recording_first_use(BOTH):
+        _work(*_inputs(batch=1))  # the first job: encoders, decoder, reconstruction
+    batches = [c["args"][0]["tensor"][0] for c in first_use.read_manifest(path) if c["op"] == "aten::convolution.default"]
+    assert batches == [3, 1]
+
+
+def test_a_job_that_runs_nothing_heavy_after_a_warm_up_writes_no_manifest(tmp_path):
+    path = tmp_path / "m.json"
+    with first_use.noting() as warm_up:
+        _work(*_inputs(batch=3))
+    with first_use.recording(path, known=warm_up.calls) as recorder:
+        torch.ones(2).mul(2)
+    assert recorder.known == 2 and not path.exists()  # the next job records, with the warm-up's calls again

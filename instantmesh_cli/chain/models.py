@@ -248,6 +248,7 @@ class Models:
         self.first_use_replay: "Replay | None" = None  # what the load replayed of an earlier first job
         self._first_use_lock = threading.Lock()
         self._first_use_taken = False  # a replay ran, or a recording is under way or written
+        self._warm_up_calls: tuple[str, ...] = ()  # what the load's warm-up ran, for the first job's recording
 
     def serves(self, options: PipelineOptions) -> bool:
         """Whether jobs with ``options`` can run on these models."""
@@ -276,9 +277,19 @@ class Models:
         )
 
     def _warmed(self, pipe: "Zero123PlusPipeline") -> "Zero123PlusPipeline":
-        if not self.single_job:  # compilation and the CUDA graph for the default job now
-            o = self.options
+        if self.single_job:
+            return pipe
+        o = self.options  # compilation and the CUDA graph for the default job now
+        if self._first_use_taken or self.options.compile or self.device.type != "cuda":
             self.warm_up_s = pipe.warm_up(steps=o.steps, guidance=o.guidance, scheduler=o.scheduler)
+            return pipe
+        # No manifest was replayed, so this process's first job may record one; but once warmed up, its
+        # views replay CUDA graphs that no recorder sees. The warm-up's own calls go first in it.
+        from instantmesh_cli.first_use import noting
+
+        with noting() as warm_up:
+            self.warm_up_s = pipe.warm_up(steps=o.steps, guidance=o.guidance, scheduler=o.scheduler)
+        self._warm_up_calls = tuple(warm_up.calls)
         return pipe
 
     # ------------------------------------------------------------------ first use (first_use.py)
@@ -312,9 +323,9 @@ class Models:
 
         recorded = False
         try:
-            with recording(path) as recorder:
+            with recording(path, known=self._warm_up_calls) as recorder:
                 yield
-            recorded = bool(recorder.calls)
+            recorded = len(recorder.calls) > recorder.known
         finally:
             if not recorded:  # a job that failed before the GPU: the next one records
                 with self._first_use_lock:
