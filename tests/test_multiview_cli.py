@@ -113,6 +113,7 @@ def test_a_second_load_skips_the_text_encoder_and_gives_the_same_views(pinned, m
     import torch
 
     from instantmesh_cli.chain import models
+    from instantmesh_cli.chain.text_embeds import text_embeds_cache
     from instantmesh_cli.multiview import loading
 
     monkeypatch.setenv("IMESH_CACHE_DIR", str(tmp_path / "cache"))
@@ -133,4 +134,4 @@ def test_a_second_load_skips_the_text_encoder_and_gives_the_same_views(pinned, m
     b = second(image, steps=1, height=GRID_H, width=GRID_W)
     assert np.array_equal(np.asarray(a), np.asarray(b))
     # another dtype is another key: nothing computed in fp32 is reused for bf16
-    assert models.text_embeds_cache(pinned["folder"], torch.bfloat16, torch.device("cpu")) != cached[0]
+    assert text_embeds_cache(pinned["folder"], torch.bfloat16, torch.device("cpu")) != cached[0]

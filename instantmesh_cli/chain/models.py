@@ -76,8 +76,10 @@ def load_multiview_pipeline(
     if not original_unet:
         white = settings.white_unet_file(revisions)
         unet_weights = hub.weights_file(white, progress=_per_file(progress, white), **kw)
+    from instantmesh_cli.chain.text_embeds import read_text_embeds, text_embeds_cache, write_text_embeds
+
     cache = text_embeds_cache(folder, dtype, device)
-    cached = _read_text_embeds(cache)
+    cached = read_text_embeds(cache)
     pipe = Zero123PlusPipeline.from_folder(
         folder, unet_weights=unet_weights, dtype=dtype, device=device, text_embeds=cached, **pipeline_options
     )
@@ -86,52 +88,8 @@ def load_multiview_pipeline(
 
         with not_recorded():  # a later process reads the embedding from the cache
             pipe.drop_text_encoder()  # computes the embedding once; the 340 M-parameter encoder is freed
-        _write_text_embeds(cache, pipe.text_embeddings())
+        write_text_embeds(cache, pipe.text_embeddings())
     return pipe
-
-
-def text_embeds_cache(folder: "Path", dtype: "torch.dtype", device: "torch.device") -> "Path":
-    """Where the empty-prompt embedding of these text-encoder files is kept.
-
-    The key is the identity of every file it depends on (resolved path, size, modification
-    time: in the Hugging Face cache a blob's path is its content hash) plus dtype and device
-    kind, whose kernels round differently; so a cached embedding is exactly what the encoder
-    would compute here, and a changed file is a new key.
-    """
-    import hashlib
-
-    from instantmesh_cli.hub import cache_dir
-    from instantmesh_cli.multiview.loading import text_encoder_files
-
-    h = hashlib.sha256()
-    for path in text_encoder_files(folder):
-        real = path.resolve()
-        st = real.stat()
-        h.update(f"{path.parent.name}/{path.name}={real}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    h.update(f"{dtype}:{device.type}".encode())
-    return cache_dir() / "text-embeds" / f"{h.hexdigest()[:32]}.safetensors"
-
-
-def _read_text_embeds(path: "Path") -> "torch.Tensor | None":
-    if not path.is_file():
-        return None
-    try:
-        from safetensors.torch import load_file
-
-        return load_file(str(path))["embeds"]
-    except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed, never trusted
-        return None
-
-
-def _write_text_embeds(path: "Path", embeds: "torch.Tensor") -> None:
-    from safetensors.torch import save
-
-    from instantmesh_cli.fileio import write_bytes_atomic
-
-    try:
-        write_bytes_atomic(path, save({"embeds": embeds.detach().cpu().contiguous()}))
-    except OSError:
-        pass  # a read-only cache only costs the next start the text encoder
 
 
 def load_reconstruction_model(
@@ -390,7 +348,8 @@ class Models:
 
     def load(self, *, multiview: bool = True, reconstruction: bool = True) -> float:
         """Load what is asked and not yet resident; the seconds it took (0.0: nothing to load). On a GPU,
-        with both asked, the reconstruction model loads in a thread after the multiview pipeline."""
+        with both asked, the reconstruction model loads later, in a thread: in a one-job process once the
+        views are under way (:meth:`start_background_loads`), otherwise at once."""
         todo = (multiview and self._multiview is None) or (reconstruction and self._reconstructor is None)
         if not todo:
             return 0.0
