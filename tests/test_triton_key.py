@@ -49,6 +49,18 @@ def test_a_value_is_computed_once_while_its_files_are_unchanged_and_again_when_o
     assert triton_key.remembered(compute, files, cache) == "key-4"
 
 
+def test_an_empty_or_unreadable_kept_value_is_computed_again(tmp_path):
+    root = _tree(tmp_path / "triton")
+    files = triton_key.hashed_files(root)
+    cache = tmp_path / "cache"
+    kept = cache / f"{triton_key.files_signature(files)}.txt"
+    cache.mkdir()
+    for damage in (b"", b"\xff\xfe not text"):
+        kept.write_bytes(damage)
+        assert triton_key.remembered(lambda: "key", files, cache) == "key"
+        assert kept.read_text() == "key"
+
+
 def test_a_cache_that_cannot_be_written_only_costs_the_computation(tmp_path):
     root = _tree(tmp_path / "triton")
     blocked = tmp_path / "blocked"

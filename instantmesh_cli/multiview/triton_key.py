@@ -57,7 +57,9 @@ def remembered(compute: Callable[[], str], files: Iterable[Path], folder: Path) 
 
     path = folder / f"{files_signature(files)}.txt"
     try:
-        return path.read_text(encoding="utf-8")
+        kept = path.read_text(encoding="utf-8")
+        if kept:
+            return kept
     except (OSError, UnicodeDecodeError):
         pass
     value = compute()
