@@ -363,17 +363,16 @@ class _SamplingSpy:
 
     def __init__(self, pipe, monkeypatch):
         self.layers = pipe.store.layers
-        denoise, read = pipe._denoiser, pipe._reader
-        write_batch = Zero123PlusPipeline._write_batch
+        denoise, read, write_batch = pipe.denoiser.step, pipe.denoiser.read, pipe.denoiser.write_batch
 
         def spy_denoise(model_in, reference_in, timestep, embeds, *, guidance):
             self._write(reference_in, timestep.expand(reference_in.shape[0]), embeds)
             self.reads.append((timestep.clone(), embeds.clone(), True))  # K/V stay inside the store
             return denoise(model_in, reference_in, timestep, embeds, guidance=guidance)
 
-        def spy_write_batch(pipe_self, reference_in, timesteps, embeds):
+        def spy_write_batch(reference_in, timesteps, embeds):
             self._write(reference_in, timesteps, embeds)
-            self.bank, self.read_in_chunk = write_batch(pipe_self, reference_in, timesteps, embeds), 0
+            self.bank, self.read_in_chunk = write_batch(reference_in, timesteps, embeds), 0
             return self.bank
 
         def spy_read(model_in, timestep, embeds, *kv, guidance):
@@ -387,9 +386,9 @@ class _SamplingSpy:
             self.reads.append((timestep.clone(), embeds.clone(), own))
             return read(model_in, timestep, embeds, *kv, guidance=guidance)
 
-        monkeypatch.setattr(pipe, "_denoiser", spy_denoise)
-        monkeypatch.setattr(Zero123PlusPipeline, "_write_batch", spy_write_batch)
-        monkeypatch.setattr(pipe, "_reader", spy_read)
+        monkeypatch.setattr(pipe.denoiser, "step", spy_denoise)
+        monkeypatch.setattr(pipe.denoiser, "write_batch", spy_write_batch)
+        monkeypatch.setattr(pipe.denoiser, "read", spy_read)
 
     def start(self, rows_per_step, generator):
         self.rows, self.generator = rows_per_step, generator

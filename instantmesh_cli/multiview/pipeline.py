@@ -75,15 +75,13 @@ from instantmesh_cli.errors import DeviceError, UsageError
 from instantmesh_cli.multiview.channels_last import keep_channels_last
 from instantmesh_cli.multiview.condition_encoder import Condition, ConditionEncoder
 from instantmesh_cli.multiview.conditioning import GREY, WHITE
-from instantmesh_cli.multiview.cuda_graph import GraphedPass
+from instantmesh_cli.multiview.denoiser import Denoiser
 from instantmesh_cli.multiview.geglu import fuse_geglu
-from instantmesh_cli.multiview.compiled import CompiledPasses
 from instantmesh_cli.multiview.grid import GRID_HEIGHT, GRID_WIDTH
 from instantmesh_cli.multiview.loading import Zero123PlusComponents, load_components
 from instantmesh_cli.multiview.placement import Placement
 from instantmesh_cli.multiview.reference_attention import install_reference_attention
 from instantmesh_cli.multiview.scaling import unscale_image, unscale_latents
-from instantmesh_cli.multiview.unet_passes import ReadPass, WritePass, by_layer
 from instantmesh_cli.multiview.schedulers import (
     DEFAULT_SAMPLER,
     get_sampler,
@@ -122,14 +120,6 @@ def step_chunks(steps: int, batch: int) -> list[range]:
         chunks.append(range(start, stop))
         start = stop
     return chunks
-
-
-def _guided(out: torch.Tensor, guidance: float) -> torch.Tensor:
-    """Classifier-free guidance on a [negative, positive] batch (nothing to do without CFG)."""
-    if guidance <= 1:
-        return out
-    uncond, cond = out.chunk(2)
-    return uncond + guidance * (cond - uncond)
 
 
 class Zero123PlusPipeline:
@@ -195,25 +185,8 @@ class Zero123PlusPipeline:
         self.placement = Placement(self.device, self.low_vram)
         self.conditioner = ConditionEncoder(c, device=self.device, dtype=self.dtype, background=self.background,
                                             placement=self.placement)
-        # Two denoisers: write + read per step (reference_batch 0), and read only
-        # (the write passes run batched: a few large calls). Compiled, both passes run
-        # under torch.compile and every write pass runs batched (one step alone is a
-        # batch of one).
-        self.compiled: CompiledPasses | None = None
-        self._write_pass = WritePass(c.unet, self.store)
-        self._read_pass = ReadPass(c.unet, self.store)
-        if compile:
-            self.compiled = CompiledPasses(self._write_pass, self._read_pass, log=compile_log)
-        denoise: Callable[..., torch.Tensor] = self._denoise
-        read: Callable[..., torch.Tensor] = self._read
-        write: Callable[..., tuple] = self._write_pass
-        if cuda_graph:
-            denoise = GraphedPass(denoise)
-            read = GraphedPass(read)
-            write = GraphedPass(write)  # the batched write passes too: no kernel launched from Python per step
-        self._denoiser = denoise
-        self._reader = read
-        self._writer = write
+        self.denoiser = Denoiser(c.unet, self.store, cuda_graph=cuda_graph, compile=compile, compile_log=compile_log)
+        self.compiled = self.denoiser.compiled
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -267,46 +240,6 @@ class Zero123PlusPipeline:
         return torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
 
     # ------------------------------------------------------------------ sampling
-    def _denoise(
-        self,
-        model_in: torch.Tensor,
-        reference_in: torch.Tensor,
-        timestep: torch.Tensor,
-        embeds: torch.Tensor,
-        *,
-        guidance: float,
-    ) -> torch.Tensor:
-        """Write pass on the noised reference, read pass on the latents, then CFG → guided v."""
-        reference_kv = self._write_pass(reference_in, timestep, embeds)
-        return _guided(self._read_pass(model_in, timestep, embeds, *reference_kv), guidance)
-
-    def _read(
-        self,
-        model_in: torch.Tensor,
-        timestep: torch.Tensor,
-        embeds: torch.Tensor,
-        *reference_kv: torch.Tensor,
-        guidance: float,
-    ) -> torch.Tensor:
-        """Read pass on the latents against the given reference keys/values, then CFG.
-
-        ``reference_kv``: keys and values of every layer, in ``store.layers`` order.
-        """
-        read = self._read_pass if self.compiled is None else self.compiled.read
-        return _guided(read(model_in, timestep, embeds, *reference_kv), guidance)
-
-    def _steps_per_write(self, reference_batch: int) -> int:
-        """Steps per write pass; compiled, a write pass is always batched (one step is a batch of one)."""
-        return reference_batch if self.compiled is None else max(reference_batch, 1)
-
-    def _write_batch(
-        self, reference_in: torch.Tensor, timesteps: torch.Tensor, embeds: torch.Tensor
-    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """One write pass over several steps' reference latents (per-sample timesteps); returns the stored K/V."""
-        if self.compiled is not None:
-            return self.compiled.write(reference_in, timesteps, embeds)
-        return by_layer(self.store, self._writer(reference_in, timesteps, embeds))
-
     @torch.inference_mode()
     def sample(
         self,
@@ -338,7 +271,7 @@ class Zero123PlusPipeline:
         sigma = torch.from_numpy(reference_sigmas(sched, timesteps))
         ref_sigma = sigma.to(self.device, self.dtype)
         ref_denominator = (sigma**2 + 1) ** 0.5  # float32 on the CPU, as scale_model_input computes it
-        chunk = self._steps_per_write(self.reference_batch if reference_batch is None
+        chunk = self.denoiser.steps_per_write(self.reference_batch if reference_batch is None
                                       else _check_reference_batch(reference_batch))
 
         shape = (1, c.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
@@ -367,7 +300,7 @@ class Zero123PlusPipeline:
                     reference_in = noised_references(
                         reference, noise[None], ref_sigma[i : i + 1], ref_denominator[i : i + 1]
                     )
-                    v = self._denoiser(model_in, reference_in, unet_t[i], embeds, guidance=guidance)
+                    v = self.denoiser.step(model_in, reference_in, unet_t[i], embeds, guidance=guidance)
                     latents = solver_step(i, v, latents)
             else:
                 # Draw every step's reference noise now, in the step-by-step order: after
@@ -389,7 +322,7 @@ class Zero123PlusPipeline:
                         ref_sigma[first : first + count],
                         ref_denominator[first : first + count],
                     )
-                    bank = self._write_batch(
+                    bank = self.denoiser.write_batch(
                         reference_in,
                         unet_t[first : first + count].repeat_interleave(per_step),
                         embeds.repeat(count, 1, 1),
@@ -397,7 +330,7 @@ class Zero123PlusPipeline:
                     for j, i in enumerate(steps_here):
                         rows = slice(j * per_step, (j + 1) * per_step)
                         kv = [t[rows] for name in self.store.layers for t in bank[name]]
-                        v = self._reader(model_input(i, latents), unet_t[i], embeds, *kv, guidance=guidance)
+                        v = self.denoiser.read(model_input(i, latents), unet_t[i], embeds, *kv, guidance=guidance)
                         if solver_states:
                             generator.set_state(solver_states[i])
                         latents = solver_step(i, v, latents)
@@ -433,8 +366,7 @@ class Zero123PlusPipeline:
         when there is nothing to prepare: eager, no graph). A server does this at start, so its
         first job runs at the steady speed. Nothing here touches a call's random numbers.
         """
-        graphed = isinstance(self._reader, GraphedPass)
-        if self.compiled is None and not graphed:
+        if self.compiled is None and not self.denoiser.graphed:
             return 0.0
         start = time.perf_counter()
         c = self.components
@@ -449,19 +381,19 @@ class Zero123PlusPipeline:
         embeds = text.expand(per_step, -1, -1).contiguous()
         timestep = torch.tensor(500.0, device=self.device)  # any value: only shapes and dtypes matter here
         model_in = torch.zeros(per_step, *latent_shape, device=self.device, dtype=self.dtype)
-        chunk = self._steps_per_write(self.reference_batch)
+        chunk = self.denoiser.steps_per_write(self.reference_batch)
         self.store.clear()
         # No low-VRAM placement here: neither a graph nor compilation is used with it.
         if chunk == 0:
             reference_in = torch.zeros(per_step, *reference_shape, device=self.device, dtype=self.dtype)
-            self._denoiser(model_in, reference_in, timestep, embeds, guidance=guidance)
+            self.denoiser.step(model_in, reference_in, timestep, embeds, guidance=guidance)
         else:
             for count in sorted({len(r) for r in step_chunks(steps, chunk)}):
                 rows = count * per_step
                 reference_in = torch.zeros(rows, *reference_shape, device=self.device, dtype=self.dtype)
-                bank = self._write_batch(reference_in, timestep.expand(rows).contiguous(), embeds.repeat(count, 1, 1))
+                bank = self.denoiser.write_batch(reference_in, timestep.expand(rows).contiguous(), embeds.repeat(count, 1, 1))
             kv = [t[:per_step] for name_ in self.store.layers for t in bank[name_]]
-            self._reader(model_in, timestep, embeds, *kv, guidance=guidance)
+            self.denoiser.read(model_in, timestep, embeds, *kv, guidance=guidance)
         self.store.clear()
         # The rest of a first call: the condition encoders (and the cached negative latent) and
         # the decoder at this output size, so their first-use set-up is not the first job's either.
