@@ -89,3 +89,10 @@ def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
+
+
+def keep_newest(folder: Path, pattern: str, keep: int) -> None:
+    """Delete all but the ``keep`` most recently modified files of ``folder`` that match ``pattern``: what a
+    cache of one entry per environment does after writing, so that old environments' entries do not pile up."""
+    for old in sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)[:-keep]:
+        old.unlink(missing_ok=True)

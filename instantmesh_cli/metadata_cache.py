@@ -42,11 +42,10 @@ def _folder() -> Path:
 
 
 def _store(path: Path, mapping: dict) -> None:
-    from instantmesh_cli.fileio import write_bytes_atomic
+    from instantmesh_cli.fileio import keep_newest, write_bytes_atomic
 
     write_bytes_atomic(path, json.dumps(mapping).encode("utf-8"))
-    for old in sorted(path.parent.glob("packages-*.json"), key=lambda p: p.stat().st_mtime)[:-KEEP]:
-        old.unlink(missing_ok=True)
+    keep_newest(path.parent, "packages-*.json", KEEP)
 
 
 @functools.lru_cache(maxsize=1)

@@ -75,3 +75,13 @@ def test_umask_is_read_without_changing_it(monkeypatch):
         assert fileio.current_umask() == 0o007
     finally:
         os.umask(old)
+
+
+def test_keep_newest_deletes_the_oldest_matching_files_only(tmp_path):
+    for i in range(5):
+        f = tmp_path / f"entry-{i}.json"
+        f.write_text(str(i))
+        os.utime(f, (1_000_000 + i, 1_000_000 + i))
+    (tmp_path / "other.txt").write_text("not a cache entry")
+    fileio.keep_newest(tmp_path, "entry-*.json", 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry-3.json", "entry-4.json", "other.txt"]

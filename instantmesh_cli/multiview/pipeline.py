@@ -65,7 +65,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from PIL import Image
@@ -89,6 +89,9 @@ from instantmesh_cli.multiview.schedulers import (
     reference_sigmas,
     step_accepts_generator,
 )
+
+if TYPE_CHECKING:
+    from instantmesh_cli.multiview.compiled import CompiledPasses
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
 
@@ -186,7 +189,11 @@ class Zero123PlusPipeline:
         self.conditioner = ConditionEncoder(c, device=self.device, dtype=self.dtype, background=self.background,
                                             placement=self.placement)
         self.denoiser = Denoiser(c.unet, self.store, cuda_graph=cuda_graph, compile=compile, compile_log=compile_log)
-        self.compiled = self.denoiser.compiled
+
+    @property
+    def compiled(self) -> "CompiledPasses | None":
+        """The compiled passes (``compile``), whose first calls the bench reports; None otherwise."""
+        return self.denoiser.compiled
 
     # ------------------------------------------------------------------ building
     @classmethod

@@ -53,7 +53,7 @@ def files_signature(files: Iterable[Path]) -> str:
 def remembered(compute: Callable[[], str], files: Iterable[Path], folder: Path) -> str:
     """``compute()``, kept in ``folder`` under the files' signature and read back while they are unchanged.
     A cache that cannot be read or written only costs the computation."""
-    from instantmesh_cli.fileio import write_bytes_atomic
+    from instantmesh_cli.fileio import keep_newest, write_bytes_atomic
 
     path = folder / f"{files_signature(files)}.txt"
     try:
@@ -65,8 +65,7 @@ def remembered(compute: Callable[[], str], files: Iterable[Path], folder: Path) 
     value = compute()
     try:
         write_bytes_atomic(path, value.encode("utf-8"))
-        for old in sorted(folder.glob("*.txt"), key=lambda p: p.stat().st_mtime)[:-KEEP]:
-            old.unlink(missing_ok=True)
+        keep_newest(folder, "*.txt", KEEP)
     except OSError:
         pass
     return value
