@@ -63,8 +63,9 @@ HEAVY_OPS = frozenset({
     "aten::_scaled_dot_product_flash_attention",
     "aten::_scaled_dot_product_efficient_attention",
 })
+_SDPA = "aten::scaled_dot_product_attention."  # the composite, whose kernel is chosen inside
 _MAX_CALLS = 2000  # a manifest larger than any job's distinct heavy calls is not ours
-_FORMAT = 2  # 2: without the empty-prompt embedding's calls (not_recorded), with a warm-up's (noting)
+_FORMAT = 3  # 2: without the empty-prompt embedding's calls (not_recorded), with a warm-up's (noting); 3: attention steered by size
 
 
 class _Unsupported(Exception):
@@ -198,6 +199,7 @@ def replay(calls: list[dict], device: torch.device) -> Replay:
     A call that fails (an operation this torch lacks, a shape this GPU refuses) is skipped: the
     job will meet the same thing and report it properly.
     """
+    from instantmesh_cli.attention import kernel_choice
     from instantmesh_cli.gil import responsive
 
     start = time.perf_counter()
@@ -209,7 +211,13 @@ def replay(calls: list[dict], device: torch.device) -> Replay:
             for call in calls:
                 try:
                     op = _op(call["op"])
-                    op(*_decode(call.get("args", []), device), **_decode_kwargs(call.get("kwargs", {}), device))
+                    args = _decode(call.get("args", []), device)
+                    kwargs = _decode_kwargs(call.get("kwargs", {}), device)
+                    # The job steers attention's kernel by size (attention.py): the replay must build
+                    # what that choice builds, not what torch's default would.
+                    steer = kernel_choice(*args[:2]) if call["op"].startswith(_SDPA) else contextlib.nullcontext()
+                    with steer:
+                        op(*args, **kwargs)
                 except Exception:  # noqa: BLE001 - a hint that does not apply is skipped, whatever it raises
                     failed += 1
         if device.type == "cuda":

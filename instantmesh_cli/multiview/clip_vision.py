@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from instantmesh_cli.attention import attention
+
 
 def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
     # OpenAI CLIP's sigmoid approximation of GELU
@@ -125,7 +127,7 @@ class _SelfAttention(nn.Module):
         def heads(t: torch.Tensor) -> torch.Tensor:  # (B, T, W) -> (B, heads, T, W / heads)
             return t.view(batch, tokens, self.heads, -1).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(
+        out = attention(
             heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)), scale=self.scale
         )
         return self.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))

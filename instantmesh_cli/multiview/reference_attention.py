@@ -31,7 +31,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+
+from instantmesh_cli.attention import attention
 
 OFF, WRITE, READ = "off", "write", "read"
 
@@ -101,22 +102,47 @@ class ReferenceAttnProcessor:
         if store.trace is not None:
             store.trace.append((self.name, store.mode, batch, own_len, ref_len))
 
-        heads = attn.heads
-        head_dim = query.shape[-1] // heads
-        query = query.view(batch, -1, heads, head_dim).transpose(1, 2)
-        key = key.view(batch, -1, heads, head_dim).transpose(1, 2)
-        value = value.view(batch, -1, heads, head_dim).transpose(1, 2)
-        out = F.scaled_dot_product_attention(query, key, value)
-        out = out.transpose(1, 2).reshape(batch, own_len, heads * head_dim)
-        out = attn.to_out[0](out)
-        return attn.to_out[1](out)  # dropout (identity in eval)
+        return _attend(attn, query, key, value)
 
 
-def _check_plain_self_attention(name: str, attn: Any) -> None:
-    """The processor implements only what the SD2 UNet's attn1 layers use; refuse anything else."""
+class CrossAttnProcessor:
+    """The UNet's cross-attention (``attn2``, to the prompt embedding) as diffusers' ``AttnProcessor2_0``
+    computes it for these layers, with the kernel chosen by :func:`instantmesh_cli.attention.attention`."""
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if attention_mask is not None or hidden_states.ndim != 3:
+            raise ValueError("cross-attention expects (batch, tokens, width) inputs and no mask")
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        return _attend(attn, attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context))
+
+
+def _attend(attn: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Multi-head attention of projected (batch, tokens, width) queries, keys and values, then ``to_out``."""
+    batch, own_len, _ = query.shape
+    heads = attn.heads
+    head_dim = query.shape[-1] // heads
+    query = query.view(batch, -1, heads, head_dim).transpose(1, 2)
+    key = key.view(batch, -1, heads, head_dim).transpose(1, 2)
+    value = value.view(batch, -1, heads, head_dim).transpose(1, 2)
+    out = attention(query, key, value)
+    out = out.transpose(1, 2).reshape(batch, own_len, heads * head_dim)
+    out = attn.to_out[0](out)
+    return attn.to_out[1](out)  # dropout (identity in eval)
+
+
+def _check_plain_attention(name: str, attn: Any) -> None:
+    """The processors implement only what the SD2 UNet's attention layers use; refuse anything else."""
     unsupported = [
         what
         for what, present in (
+            ("norm_cross", getattr(attn, "norm_cross", None) is not None),
             ("spatial_norm", getattr(attn, "spatial_norm", None) is not None),
             ("group_norm", getattr(attn, "group_norm", None) is not None),
             ("norm_q/norm_k", getattr(attn, "norm_q", None) is not None or getattr(attn, "norm_k", None) is not None),
@@ -127,11 +153,11 @@ def _check_plain_self_attention(name: str, attn: Any) -> None:
         if present
     ]
     if unsupported:
-        raise ValueError(f"{name}: reference attention does not support {', '.join(unsupported)}")
+        raise ValueError(f"{name}: imesh's attention processors do not support {', '.join(unsupported)}")
 
 
 def install_reference_attention(unet: torch.nn.Module, *, fuse_qkv: bool = False) -> ReferenceStore:
-    """Put reference processors on every ``attn1`` of ``unet`` (SDPA on all other attention layers).
+    """Put reference processors on every ``attn1`` of ``unet`` and :class:`CrossAttnProcessor` on the others.
 
     ``fuse_qkv`` concatenates each ``attn1``'s q/k/v weights into one projection
     (diffusers' ``fuse_projections``): one larger GEMM instead of three, same result
@@ -139,22 +165,22 @@ def install_reference_attention(unet: torch.nn.Module, *, fuse_qkv: bool = False
     (about 75 MB in fp16 for the SD2 UNet). Returns the store that drives the
     processors. Installing twice replaces the first store.
     """
-    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+    from diffusers.models.attention_processor import Attention
 
     store = ReferenceStore()
     names = []
     for name, module in unet.named_modules():
         if not isinstance(module, Attention):
             continue
+        _check_plain_attention(name, module)
         if name.endswith("attn1"):
-            _check_plain_self_attention(name, module)
             if fuse_qkv and not getattr(module, "fused_projections", False):
                 with torch.no_grad():
                     module.fuse_projections()
             module.set_processor(ReferenceAttnProcessor(name, store))
             names.append(name)
         else:
-            module.set_processor(AttnProcessor2_0())
+            module.set_processor(CrossAttnProcessor())
     if not names:
         raise ValueError("the UNet has no self-attention (attn1) layers for reference attention")
     store.layers = tuple(names)

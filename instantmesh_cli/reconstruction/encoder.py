@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from instantmesh_cli.attention import attention
 from instantmesh_cli.reconstruction.config import EncoderConfig
 
 
@@ -111,7 +112,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = (proj(x).view(b, n, self.num_heads, -1).transpose(1, 2) for proj in (self.query, self.key, self.value))
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attention(q, k, v)
         return out.transpose(1, 2).reshape(b, n, d)
 
 

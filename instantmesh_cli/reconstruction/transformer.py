@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from instantmesh_cli.attention import attention
+
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     b, n, d = x.shape
@@ -46,7 +48,7 @@ class CrossAttention(nn.Module):
         q = _split_heads(F.linear(x, self.q_proj_weight), self.num_heads)
         k = _split_heads(F.linear(context, self.k_proj_weight), self.num_heads)
         v = _split_heads(F.linear(context, self.v_proj_weight), self.num_heads)
-        return self.out_proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        return self.out_proj(_merge_heads(attention(q, k, v)))
 
 
 class SelfAttention(nn.Module):
@@ -61,7 +63,7 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (_split_heads(t, self.num_heads) for t in F.linear(x, self.in_proj_weight).chunk(3, dim=-1))
-        return self.out_proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
+        return self.out_proj(_merge_heads(attention(q, k, v)))
 
 
 class TransformerBlock(nn.Module):
