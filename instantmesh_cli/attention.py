@@ -10,16 +10,18 @@ work is small; cuDNN's kernel is faster where it is large (the level-0 self-atte
 read pass: 9,600 queries x 13,696 keys, 0.70 ms against 1.17 ms with FlashAttention-2). So calls of
 at least :data:`CUDNN_MIN_FLOP` keep torch's choice (three shapes in a job), the rest run without cuDNN.
 
-Measured on the H200 (torch 2.11, cuDNN 9.1x): see the README's Performance section.
+Measured on the H200 (torch 2.11, cuDNN 9.19): see the README's Performance section.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import ContextManager
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 # Work (4 x batch x heads x queries x keys x width) from which a call keeps cuDNN. Measured warm on the
 # H200: the UNet's level-0 self-attention (read pass 3.4e11: 0.70 against 1.17 ms; batched write pass
@@ -32,10 +34,7 @@ CUDNN_MIN_FLOP = 4.0e10
 def attention_flop(query: torch.Tensor, key: torch.Tensor) -> float:
     """Floating-point operations of one attention call on (batch, heads, tokens, width) inputs."""
     *lead, q_len, width = query.shape
-    groups = 1
-    for n in lead:
-        groups *= n
-    return 4.0 * groups * q_len * key.shape[-2] * width
+    return 4.0 * math.prod(lead) * q_len * key.shape[-2] * width
 
 
 def uses_cudnn(query: torch.Tensor, key: torch.Tensor) -> bool:
@@ -52,8 +51,6 @@ def kernel_choice(query: torch.Tensor, key: torch.Tensor) -> ContextManager[None
     """
     if query.device.type != "cuda" or uses_cudnn(query, key) or torch.compiler.is_compiling():
         return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 

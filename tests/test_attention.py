@@ -3,7 +3,6 @@ CPU does, the UNet's cross-attention processor against diffusers', and the first
 its attention calls the same way. The kernels actually run are checked on a CUDA GPU."""
 
 import contextlib
-import json
 
 import pytest
 import torch
@@ -85,7 +84,6 @@ def test_the_first_use_replay_steers_its_attention_calls_like_the_job(monkeypatc
     done = first_use.replay(calls, torch.device("cpu"))
     assert done.failed == 0
     assert seen == [((1, 2, 5, 8), (1, 2, 7, 8))]  # the attention call, and only it
-    assert json.loads(json.dumps(calls)) == calls
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs on the GPU machine)")
