@@ -68,9 +68,19 @@ def _mapping(key: str, compute) -> dict[str, list[str]]:
 
 
 def install() -> None:
-    """Make this process's ``importlib.metadata.packages_distributions`` the cached one (once)."""
-    import importlib.metadata as metadata
+    """Make this process's ``importlib.metadata.packages_distributions`` the cached one (once).
 
+    If ``importlib.metadata`` is not imported yet, it is patched when something first imports
+    it: a process that never does (the client of ``imesh serve``) is spared its import.
+    """
+    metadata = sys.modules.get("importlib.metadata")
+    if metadata is not None:
+        _patch(metadata)
+    elif _PatchOnImport not in sys.meta_path:
+        sys.meta_path.insert(0, _PatchOnImport)
+
+
+def _patch(metadata) -> None:
     standard = metadata.packages_distributions
     if getattr(standard, "imesh_cached", False):
         return
@@ -82,3 +92,26 @@ def install() -> None:
 
     packages_distributions.imesh_cached = True  # type: ignore[attr-defined]
     metadata.packages_distributions = packages_distributions
+
+
+class _PatchOnImport:
+    """A meta-path finder for ``importlib.metadata`` alone: the standard spec, patched once executed."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "importlib.metadata":
+            return None
+        sys.meta_path.remove(cls)  # once; and find_spec below must not find this finder again
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+        if spec is None or isinstance(spec.loader, type) or not hasattr(spec.loader, "exec_module"):
+            return spec  # a shared (frozen, built-in) loader is left alone: unpatched only costs the scan
+        execute = spec.loader.exec_module
+
+        def exec_module(module) -> None:
+            execute(module)
+            _patch(module)
+
+        spec.loader.exec_module = exec_module  # this spec's own loader object, made for this import
+        return spec

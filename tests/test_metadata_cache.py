@@ -74,10 +74,32 @@ def test_an_unwritable_cache_still_answers(standard, tmp_path, monkeypatch):
 
 def test_the_cli_process_uses_it_and_a_library_user_does_not():
     code = textwrap.dedent("""
-        import importlib.metadata as m
+        import sys
         {first}
-        print(getattr(m.packages_distributions, "imesh_cached", False))
+        imported_before = "importlib.metadata" in sys.modules
+        import importlib.metadata as m
+        print(imported_before, getattr(m.packages_distributions, "imesh_cached", False))
     """)
-    for first, expected in (("import instantmesh_cli.cli", "True"), ("import instantmesh_cli", "False")):
+    cases = (
+        ("import importlib.metadata; import instantmesh_cli.cli", "True True"),  # imported before: patched at once
+        ("import instantmesh_cli.cli", "False True"),  # not imported by the CLI itself: patched when it is
+        ("import instantmesh_cli", "False False"),
+    )
+    for first, expected in cases:
         done = subprocess.run([sys.executable, "-c", code.format(first=first)], capture_output=True, text=True, check=True)
         assert done.stdout.strip() == expected, first
+
+
+def test_the_deferred_patch_is_one_finder_and_leaves_other_imports_alone(monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    monkeypatch.delitem(sys.modules, "importlib.metadata")
+    monkeypatch.setattr(importlib, "metadata", metadata)  # the fresh import rebinds it; put back afterwards
+    metadata_cache.install()
+    metadata_cache.install()
+    assert sys.meta_path.count(metadata_cache._PatchOnImport) == 1
+    assert metadata_cache._PatchOnImport.find_spec("json") is None
+    fresh = importlib.import_module("importlib.metadata")
+    assert fresh is not metadata and getattr(fresh.packages_distributions, "imesh_cached", False)
+    assert metadata_cache._PatchOnImport not in sys.meta_path

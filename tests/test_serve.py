@@ -345,6 +345,24 @@ def test_generate_uses_the_running_server_with_the_local_bytes(server, tiny, tmp
     assert "loaded instant-mesh-large" in capsysbinary.readouterr().err.decode()
 
 
+def test_the_client_process_imports_none_of_the_models_libraries(server, tiny, tmp_path):
+    """A call through the server is the client's start-up plus the job: it imports none of what the job needs."""
+    src = photo(tmp_path / "mug.png", shift=5)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "instantmesh_cli", "generate", str(src), "-o", str(tmp_path / "m.glb"),
+         "--json", "--quiet", "--server", f"unix:{server.socket_path}", "--steps", "1", "--guidance", "1",
+         "--no-texture", "--no-refine-texture", "--no-quality", "--device", "cpu", "--weights-dir", str(tiny["weights"]),
+         "--offline"],
+        env=dict(tiny["env"], IMESH_TOKEN=TOKEN), capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0 and json.loads(done.stdout)["engine"] == "server", done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "instantmesh_cli.serve.client" in imported  # the importtime lines were read
+    roots = {name.split(".")[0] for name in imported}
+    assert not {"torch", "numpy", "PIL", "diffusers", "trimesh", "pydantic"} & roots
+    assert "importlib.metadata" not in imported  # metadata_cache patches it only once something imports it
+
+
 def test_cancel_and_a_vanished_client_do_not_wedge_the_queue(server, tmp_path):
     src = photo(tmp_path / "c.png", shift=5)
     with server.client() as c:

@@ -29,7 +29,7 @@ from instantmesh_cli.cli import commands  # noqa: E402
 __all__ = ["app", "main", "run"]
 
 
-# Typer >= 0.26 (see pyproject) bundles its own copy of click and raises that copy's
+# Typer 0.27.1-0.28 (see pyproject) bundles its own copy of click and raises that copy's
 # exceptions; only Exit and Abort have public names.
 from typer._click import exceptions as _click  # noqa: E402
 
@@ -82,8 +82,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     except _USAGE as exc:
         command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "imesh"
-        # click's wording for a bad choice carries pydantic-style "Value error, "; the rest reads well.
-        error_line(f"{exc.format_message().replace('Value error, ', '')} (see '{command} --help')")
+        error_line(f"{exc.format_message()} (see '{command} --help')")
         return 2
     except _CLICK_ERROR as exc:
         error_line(exc.format_message())

@@ -6,6 +6,7 @@ imports nothing heavy, so ``imesh --help`` stays fast.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Optional
 
@@ -15,8 +16,8 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from instantmesh_cli.version import __version__
 
 
-def _no_type(ctx) -> None:
-    return None
+def _no_type_label(param, ctx) -> str:
+    return ""  # empty, not None: Typer's help falls back to "<type name>" on None
 
 
 class _ManPageHelp:
@@ -37,7 +38,10 @@ class _ManPageHelp:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
             if isinstance(param, TyperArgument):
-                param.display_type_rich = _no_type  # the instance attribute shadows Typer's method
+                # A copy of the (shared) click type with no label: help is the process's last act, so
+                # nothing parses with it; the instance attribute shadows the type's method.
+                param.type = copy.copy(param.type)
+                param.type.get_metavar = _no_type_label
             if param is help_option and self.help_panel:
                 param.rich_help_panel = self.help_panel
         super().format_help(ctx, formatter)

@@ -9,9 +9,6 @@
 - ``grid``: ``split_grid`` / ``join_views`` and the camera of each tile;
 - ``conditioning`` / ``scaling``: preprocessing and the v1.2 constants.
 
-Importing this package is cheap; torch and diffusers load with the submodules that need them.
+Importing this package imports nothing: every process imports ``diffusers_import`` at start,
+the client of ``imesh serve`` too, which needs neither PIL (``grid``) nor torch.
 """
-
-from instantmesh_cli.multiview.grid import VIEWS, join_views, split_grid
-
-__all__ = ["VIEWS", "join_views", "split_grid"]
