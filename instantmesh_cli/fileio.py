@@ -6,15 +6,19 @@ existing file is only replaced once the new one is complete.
 Permissions: ``mkstemp`` creates its file 0600, and the rename carries that mode onto
 the target (also onto a file that was 0644 before). Outputs instead get
 ``0666 & ~umask``, the mode ``open(path, "w")`` would give them.
+
+Beside them, the two things imesh's caches do with files: name an entry by the files it was
+computed from (:func:`files_signature`) and prune to the newest entries (:func:`keep_newest`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 _PROC_STATUS = "/proc/self/status"
 
@@ -96,3 +100,22 @@ def keep_newest(folder: Path, pattern: str, keep: int) -> None:
     cache of one entry per environment does after writing, so that old environments' entries do not pile up."""
     for old in sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)[:-keep]:
         old.unlink(missing_ok=True)
+
+
+def files_signature(files: Iterable[str | os.PathLike[str]], *extra: str) -> str:
+    """A digest of each file's path (as given), size, modification time and inode, then of ``extra``.
+
+    It changes when a file is rewritten, replaced (a new inode, also behind a symlink: ``stat``
+    follows it) or touched, so an entry named by it is computed again instead of read stale;
+    hashing the bytes instead would cost what the caches save. A missing file counts as one.
+    """
+    h = hashlib.sha256()
+    for path in files:
+        try:
+            st = os.stat(path)
+            h.update(f"{os.fspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+        except OSError:
+            h.update(f"{os.fspath(path)}\0missing\n".encode())
+    for item in extra:
+        h.update(f"{item}\n".encode())
+    return h.hexdigest()[:32]

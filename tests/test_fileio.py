@@ -85,3 +85,24 @@ def test_keep_newest_deletes_the_oldest_matching_files_only(tmp_path):
     (tmp_path / "other.txt").write_text("not a cache entry")
     fileio.keep_newest(tmp_path, "entry-*.json", 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["entry-3.json", "entry-4.json", "other.txt"]
+
+
+def test_files_signature_changes_with_each_file_and_with_extra(tmp_path):
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"one")
+    b.write_bytes(b"two")
+    first = fileio.files_signature([a, b], "fp16")
+    assert first == fileio.files_signature([str(a), str(b)], "fp16")  # str or Path, the same key
+    assert first != fileio.files_signature([b, a], "fp16")  # the order names the roles
+    assert first != fileio.files_signature([a, b], "fp32")
+    stamp = a.stat().st_mtime_ns + 10**9
+    os.utime(a, ns=(stamp, stamp))  # touched
+    touched = fileio.files_signature([a, b], "fp16")
+    assert touched != first
+    replaced = tmp_path / "a.new"
+    replaced.write_bytes(b"one")
+    os.utime(replaced, ns=(stamp, stamp))  # same size and time, but another file (inode) in its place
+    replaced.replace(a)
+    assert fileio.files_signature([a, b], "fp16") != touched
+    b.unlink()  # a missing file is a key too, not an error
+    assert fileio.files_signature([a, b], "fp16") != fileio.files_signature([a], "fp16")

@@ -8,6 +8,7 @@ import types
 
 import pytest
 
+from instantmesh_cli import fileio
 from instantmesh_cli.multiview import triton_key
 from triton_check import has_triton
 
@@ -53,7 +54,7 @@ def test_an_empty_or_unreadable_kept_value_is_computed_again(tmp_path):
     root = _tree(tmp_path / "triton")
     files = triton_key.hashed_files(root)
     cache = tmp_path / "cache"
-    kept = cache / f"{triton_key.files_signature(files)}.txt"
+    kept = cache / f"{fileio.files_signature(files)}.txt"
     cache.mkdir()
     for damage in (b"", b"\xff\xfe not text"):
         kept.write_bytes(damage)

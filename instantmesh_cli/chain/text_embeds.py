@@ -15,22 +15,16 @@ def text_embeds_cache(folder: "Path", dtype: "torch.dtype", device: "torch.devic
     """Where the empty-prompt embedding of these text-encoder files is kept.
 
     The key is the identity of every file it depends on (resolved path, size, modification
-    time: in the Hugging Face cache a blob's path is its content hash) plus dtype and device
+    time, inode: in the Hugging Face cache a blob's path is its content hash) plus dtype and device
     kind, whose kernels round differently; so a cached embedding is exactly what the encoder
     would compute here, and a changed file is a new key.
     """
-    import hashlib
-
+    from instantmesh_cli.fileio import files_signature
     from instantmesh_cli.hub import cache_dir
     from instantmesh_cli.multiview.loading import text_encoder_files
 
-    h = hashlib.sha256()
-    for path in text_encoder_files(folder):
-        real = path.resolve()
-        st = real.stat()
-        h.update(f"{path.parent.name}/{path.name}={real}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    h.update(f"{dtype}:{device.type}".encode())
-    return cache_dir() / "text-embeds" / f"{h.hexdigest()[:32]}.safetensors"
+    files = [path.resolve() for path in text_encoder_files(folder)]
+    return cache_dir() / "text-embeds" / f"{files_signature(files, f'{dtype}:{device.type}')}.safetensors"
 
 
 def read_text_embeds(path: "Path") -> "torch.Tensor | None":

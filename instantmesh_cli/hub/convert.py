@@ -7,7 +7,6 @@ read memory-mapped. Nothing from the Hub is ever executed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -26,8 +25,9 @@ def _content_key(path: Path, hub_file: HubFile) -> str:
         return etag
     if hub_file.sha256:
         return hub_file.sha256
-    st = path.resolve().stat()
-    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    from instantmesh_cli.fileio import files_signature
+
+    return files_signature([path.resolve()])
 
 
 def weights_file(hub_file: HubFile, *, offline: bool | None = None,

@@ -41,9 +41,9 @@ def _expected_ids(hub_file: HubFile, etag: str | None) -> dict[str, str]:
 
 
 def _stamp_path(path: Path, ids: dict[str, str]) -> Path:
-    st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sorted(ids.items())}"
-    return cache_dir() / "verified" / hashlib.sha1(key.encode()).hexdigest()
+    from instantmesh_cli.fileio import files_signature
+
+    return cache_dir() / "verified" / files_signature([path.resolve()], *(f"{k}={v}" for k, v in sorted(ids.items())))
 
 
 def problem(path: Path, hub_file: HubFile, etag: str | None = None,

@@ -18,7 +18,6 @@ cache key through. Inductor keeps its own imported reference and computes its ow
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -38,22 +37,10 @@ def hashed_files(triton_root: Path) -> list[Path]:
     return files
 
 
-def files_signature(files: Iterable[Path]) -> str:
-    """A digest of each file's path, size, modification time and inode; a missing file counts as one."""
-    h = hashlib.sha256()
-    for path in files:
-        try:
-            st = path.stat()
-            h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
-        except OSError:
-            h.update(f"{path}\0missing\n".encode())
-    return h.hexdigest()[:32]
-
-
 def remembered(compute: Callable[[], str], files: Iterable[Path], folder: Path) -> str:
     """``compute()``, kept in ``folder`` under the files' signature and read back while they are unchanged.
     A cache that cannot be read or written only costs the computation."""
-    from instantmesh_cli.fileio import keep_newest, write_bytes_atomic
+    from instantmesh_cli.fileio import files_signature, keep_newest, write_bytes_atomic
 
     path = folder / f"{files_signature(files)}.txt"
     try:
