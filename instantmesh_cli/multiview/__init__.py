@@ -9,6 +9,6 @@
 - ``grid``: ``split_grid`` / ``join_views`` and the camera of each tile;
 - ``conditioning`` / ``scaling``: preprocessing and the v1.2 constants.
 
-Importing this package imports nothing: every process imports ``diffusers_import`` at start,
-the client of ``imesh serve`` too, which needs neither PIL (``grid``) nor torch.
+Importing this package imports nothing: each imesh process imports ``diffusers_import`` at start
+(``startup.py``), the client of ``imesh serve`` too, which needs neither PIL (``grid``) nor torch.
 """
