@@ -189,20 +189,26 @@ def sample_texture(mesh: Mesh) -> np.ndarray:
     return mesh.texture[rows, cols].astype(np.float32) / 255.0
 
 
-def _glb_bytes(mesh: Mesh, transform: ExportTransform, provenance: dict[str, Any] | None) -> bytes:
+def _texture_png(mesh: Mesh, texture_png: bytes | None) -> bytes:
+    return texture_png if texture_png is not None else encode_png(mesh.texture)
+
+
+def _glb_bytes(mesh: Mesh, transform: ExportTransform, provenance: dict[str, Any] | None,
+               texture_png: bytes | None = None) -> bytes:
     data = to_trimesh(mesh, transform, gltf=True).export(file_type="glb", include_normals=True)
     colors = None
     if mesh.vertex_colors is not None and not mesh.is_textured:
         colors = srgb_to_linear(mesh.vertex_colors)
     return _glb.finish_glb(
         data, generator=generator(), provenance=provenance,
-        images=[encode_png(mesh.texture)] if mesh.is_textured else None, color_0=colors,
+        images=[_texture_png(mesh, texture_png)] if mesh.is_textured else None, color_0=colors,
     )
 
 
-def encode_glb(mesh: Mesh, size: float | None = 1.0, *, provenance: Mapping[str, Any] | None = None) -> bytes:
-    """The GLB file as bytes (for ``-o -``); ``provenance`` as for :func:`export_mesh`."""
-    return _glb_bytes(mesh, export_transform(mesh, size), normalize_provenance(provenance))
+def encode_glb(mesh: Mesh, size: float | None = 1.0, *, provenance: Mapping[str, Any] | None = None,
+               texture_png: bytes | None = None) -> bytes:
+    """The GLB file as bytes (for ``-o -``); ``provenance`` and ``texture_png`` as for :func:`export_mesh`."""
+    return _glb_bytes(mesh, export_transform(mesh, size), normalize_provenance(provenance), texture_png)
 
 
 def vertex_colored(mesh: Mesh) -> Mesh:
@@ -222,12 +228,15 @@ def export_mesh(
     size: float | None = 1.0,
     *,
     provenance: Mapping[str, Any] | None = None,
+    texture_png: bytes | None = None,
 ) -> list[Path]:
     """Write ``mesh`` to ``path`` atomically; return every file written (a textured OBJ adds .mtl and .png).
 
     ``provenance``: how the mesh was made (model, seed, steps, scheduler, options…), a
     JSON-like mapping recorded in the file; keep it free of times and absolute paths, or the
     outputs stop being reproducible. Checked (TypeError / ValueError) before anything is written.
+    ``texture_png``: ``encode_png(mesh.texture)``, when the caller has it already (the chain encodes
+    it beside the quality check); the same bytes either way.
     """
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".").lower()) or "glb"
@@ -238,7 +247,7 @@ def export_mesh(
     provenance = normalize_provenance(provenance)
     transform = export_transform(mesh, size)
     if fmt == "glb":
-        data = _glb_bytes(mesh, transform, provenance)
+        data = _glb_bytes(mesh, transform, provenance, texture_png)
     elif fmt == "ply":
         data = to_trimesh(vertex_colored(mesh), transform).export(file_type="ply")
         comments = [f"generator: {generator()}"]
@@ -246,13 +255,14 @@ def export_mesh(
             comments.append("provenance: " + _ply.json_for_comment(provenance_json(provenance)))
         data = _ply.with_comments(data, comments)
     else:
-        return _write_obj(mesh, transform, path, provenance)
+        return _write_obj(mesh, transform, path, provenance, texture_png)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return [path]
 
 
-def _write_obj(mesh: Mesh, transform: ExportTransform, path: Path, provenance: dict[str, Any] | None) -> list[Path]:
+def _write_obj(mesh: Mesh, transform: ExportTransform, path: Path, provenance: dict[str, Any] | None,
+               texture_png: bytes | None = None) -> list[Path]:
     """OBJ (+ MTL + PNG side by side when textured). Vertex colours go on the ``v`` lines.
 
     A textured mesh is written welded: one ``v`` per position, one ``vt`` per UV vertex,
@@ -271,7 +281,7 @@ def _write_obj(mesh: Mesh, transform: ExportTransform, path: Path, provenance: d
     positions, pos_index = weld_positions(vertices)
     text = _obj.obj_text(head, positions, pos_index[mesh.faces], uv=mesh.uv, uv_faces=mesh.faces, mtllib=mtl_path.name)
     with atomic_path(png_path) as tmp:
-        tmp.write_bytes(encode_png(mesh.texture))
+        tmp.write_bytes(_texture_png(mesh, texture_png))
     with atomic_path(mtl_path) as tmp:
         tmp.write_text(_obj.mtl_text(_obj.header(generator(), prov), png_path.name), encoding="utf-8", newline="\n")
     with atomic_path(path) as tmp:

@@ -337,3 +337,21 @@ def test_bad_provenance_is_refused_before_writing(tmp_path):
         with pytest.raises(error):
             encode_glb(mesh, provenance=bad)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_texture_png_encoded_beforehand_gives_the_same_files(tmp_path):
+    from instantmesh_cli.exchange.png import encode_png, encode_png_soon
+
+    mesh = textured_sphere()
+    original = mesh.texture.copy()
+    soon = encode_png_soon(mesh.texture)
+    mesh.texture[:] = 0  # the encoding works on its own copy: a later change is not in it
+    png = soon.result()
+    assert png == encode_png(original)
+    mesh.texture[:] = original
+    assert encode_glb(mesh, texture_png=png) == encode_glb(mesh)
+    for fmt in ("glb", "obj"):
+        a = export_mesh(mesh, tmp_path / "a" / f"m.{fmt}", texture_png=png)
+        b = export_mesh(mesh, tmp_path / "b" / f"m.{fmt}")
+        assert [p.name for p in a] == [p.name for p in b]
+        assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b)), fmt

@@ -54,6 +54,8 @@ def test_two_workers_spread_a_batch_and_match_the_local_bytes(served, tmp_path):
     models = Models(OPTIONS)
     for job in local:
         assert run_job(models, job, PHOTO_TO_MESH).status == "ok", job.error
+        # The texture's PNG was made beside the quality check, and it is the one in the file.
+        assert job.texture_png is not None and job.texture_png.result() in job.outputs.mesh.read_bytes()
     (folder / "broken.png").write_text("not an image")
     jobs = _jobs(folder, tmp_path / "pool", names[:3] + ["broken"] + names[3:])
     done = []

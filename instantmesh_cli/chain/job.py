@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Callable, Literal
 from instantmesh_cli.chain.options import PipelineOptions
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import torch
     from PIL import Image
 
@@ -93,6 +95,7 @@ class Job:
     reconstruction: "Reconstruction | None" = None  # reconstruct
     mesh: "Mesh | None" = None  # reconstruct, then texture
     texture_report: "TextureReport | None" = None  # texture
+    texture_png: "Future[bytes] | None" = None  # texture: its texture's PNG, encoded beside the quality check
     files: list[Path] = field(default_factory=list)  # export
     # what the job reports once its heavy values are gone (see detached)
     vertices: int | None = None
@@ -166,6 +169,6 @@ class Job:
         return dataclasses.replace(
             self, inputs=light_inputs, outputs=dataclasses.replace(self.outputs, mesh_to=None, cutout_to=None),
             progress=None, images=[], prepared=None, views=None, view_images=None, view_tensor=None,
-            reconstruction=None, mesh=None, texture_report=None, exception=None,
+            reconstruction=None, mesh=None, texture_report=None, texture_png=None, exception=None,
             files=list(self.files), timings=dict(self.timings), warnings=list(self.warnings),
         )

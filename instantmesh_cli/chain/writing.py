@@ -55,11 +55,13 @@ def write_job_outputs(job: "Job", *, provenance: dict | None = None) -> bool:
     if job.mesh is not None and (out.mesh is not None or out.mesh_to is not None):
         from instantmesh_cli.export import encode_glb, export_mesh
 
+        png = job.texture_png.result() if job.texture_png is not None else None
         if out.mesh_to is not None:
-            out.mesh_to(encode_glb(job.mesh, provenance=provenance))
+            out.mesh_to(encode_glb(job.mesh, provenance=provenance, texture_png=png))
         else:
             try:
-                job.files.extend(export_mesh(job.mesh, out.mesh, out.mesh_format, provenance=provenance))
+                job.files.extend(export_mesh(job.mesh, out.mesh, out.mesh_format, provenance=provenance,
+                                             texture_png=png))
             except OSError as exc:
                 raise _cannot_write(out.mesh, exc) from None
     if job.views is not None and out.views is not None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -40,6 +40,15 @@ def _pool() -> ThreadPoolExecutor:
     from instantmesh_cli.thread_pools import shared_pool
 
     return shared_pool("png", min(8, os.cpu_count() or 1))
+
+
+def encode_png_soon(pixels: np.ndarray) -> Future[bytes]:
+    """:func:`encode_png` in a thread of its own: a job's texture PNG is made while its GPU renders the
+    quality check, instead of after it on the export's path (the bands still share the "png" pool)."""
+    from instantmesh_cli.thread_pools import shared_pool
+
+    # Not the bands' pool: a call waiting there on its own bands could take every worker.
+    return shared_pool("png-image", 2).submit(encode_png, np.array(pixels, dtype=np.uint8, copy=True))
 
 
 def texture_image(texture: np.ndarray):
