@@ -474,6 +474,24 @@ def test_results_expire_after_the_ttl(tmp_path):
         table.get(job.id)
 
 
+def test_a_file_deleted_before_it_is_read_is_a_404_not_a_server_error(tmp_path):
+    """A DELETE (or the TTL) between finding a job's file and reading it: one line and 404, no traceback."""
+    import asyncio
+
+    from instantmesh_cli.serve.app import attachment, read_while_kept
+    from instantmesh_cli.serve.jobs import JobError
+
+    kept = tmp_path / "m.glb"
+    kept.write_bytes(b"glTF")
+    assert asyncio.run(read_while_kept("j1", kept.read_bytes)) == b"glTF"
+    kept.unlink()
+    with pytest.raises(JobError) as caught:
+        asyncio.run(read_while_kept("j1", kept.read_bytes))
+    assert caught.value.status == 404 and "job j1 was deleted" in str(caught.value)
+    assert attachment("duck.glb") == 'attachment; filename="duck.glb"'
+    assert attachment('é "x".glb') == "attachment; filename*=utf-8''%C3%A9%20%22x%22.glb"
+
+
 def test_api_fields_are_generates_flags_with_its_defaults(capsys):
     from instantmesh_cli.cli import run
     from instantmesh_cli.cli.options import pipeline_options

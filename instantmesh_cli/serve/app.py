@@ -18,10 +18,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
@@ -237,45 +238,47 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
 
         return StreamingResponse(lines(), media_type="application/x-ndjson", headers={"Cache-Control": "no-store"})
 
-    def _file(job: "ServerJob", name: str) -> FileResponse:
+    async def _file(job: "ServerJob", name: str) -> Response:
         path = job.path_of(name)
-        return FileResponse(path, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"), filename=path.name)
+        data = await read_while_kept(job.id, path.read_bytes)
+        return Response(data, media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+                        headers={"Content-Disposition": attachment(path.name)})
 
     @v1.get("/jobs/{job_id}/files/{name}", summary="One of the job's files by name (an OBJ's .mtl and texture too)")
     async def file(job_id: str, name: str):
-        return _file(table.get(job_id), name)
+        return await _file(table.get(job_id), name)
 
     @v1.get("/jobs/{job_id}/mesh", summary="The mesh (GLB, OBJ or PLY, as submitted)")
     async def mesh(job_id: str):
         job = table.get(job_id)
-        return _file(job, job.mesh_path.name)
+        return await _file(job, job.mesh_path.name)
 
     @v1.get("/jobs/{job_id}/mesh.zip", summary="The mesh with its side files (OBJ + MTL + PNG) as one zip")
     async def mesh_zip(job_id: str):
         job = table.get(job_id)
         job.path_of(job.mesh_path.name)
-        data = await run_in_threadpool(_zip, job.mesh_parts())
-        return Response(data, media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="{job.stem}.zip"'})
+        parts = job.mesh_parts()
+        data = await read_while_kept(job.id, lambda: _zip(parts))
+        return Response(data, media_type="application/zip", headers={"Content-Disposition": attachment(f"{job.stem}.zip")})
 
-    def _kept(job_id: str, path_of: Callable[["ServerJob"], Path], what: str, field: str) -> FileResponse:
+    async def _kept(job_id: str, path_of: Callable[["ServerJob"], Path], what: str, field: str) -> Response:
         job = table.get(job_id)
         path = path_of(job)
         if job.state == "done" and not path.exists():
             raise JobError(f"job {job.id} has no {what}; submit it with {field}", 404)
-        return _file(job, path.name)
+        return await _file(job, path.name)
 
     @v1.get("/jobs/{job_id}/views.png", summary="The six generated views as a 3×2 grid (unless save-views=false)")
     async def views(job_id: str):
-        return _kept(job_id, lambda job: job.views_path, "views", "save-views=true")
+        return await _kept(job_id, lambda job: job.views_path, "views", "save-views=true")
 
     @v1.get("/jobs/{job_id}/cutout.png", summary="The background-free, recentred input (unless save-cutout=false)")
     async def cutout(job_id: str):
-        return _kept(job_id, lambda job: job.cutout_path, "cut-out", "save-cutout=true")
+        return await _kept(job_id, lambda job: job.cutout_path, "cut-out", "save-cutout=true")
 
     @v1.get("/jobs/{job_id}/preview.png", summary="The preview sheet (jobs submitted with preview=true)")
     async def preview(job_id: str):
-        return _kept(job_id, lambda job: job.preview_path, "preview", "preview=true")
+        return await _kept(job_id, lambda job: job.preview_path, "preview", "preview=true")
 
     @v1.delete("/jobs/{job_id}", summary="Cancel a job (a queued one never runs) and delete its results")
     async def delete(job_id: str):
@@ -287,6 +290,21 @@ def build_app(service: Service, table: "JobTable", *, janitor_seconds: float = 3
 
     mount_page(app, service)
     return app
+
+
+async def read_while_kept(job_id: str, read: Callable[[], bytes]) -> bytes:
+    """``read()`` (a job's files, whole, in a thread), or a 404 when the job's folder went meanwhile: a
+    DELETE or the TTL between finding the file and reading it is an answer, not a server error."""
+    try:
+        return await run_in_threadpool(read)
+    except FileNotFoundError:
+        raise JobError(f"job {job_id} was deleted while its files were being read", 404) from None
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition for ``filename``; RFC 6266's ``filename*`` when it is not plain ASCII."""
+    quoted = quote(filename)
+    return f'attachment; filename="{filename}"' if quoted == filename else f"attachment; filename*=utf-8''{quoted}"
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
