@@ -381,6 +381,28 @@ def test_quality_is_high_for_the_right_mesh_and_drops_for_broken_ones(tmp_path, 
     assert set(d) == {"psnr", "iou", "view_psnr", "view_iou", "suspect"} and d["suspect"] is False
 
 
+def test_quality_numbers_are_their_definitions_over_the_union_of_silhouettes():
+    from instantmesh_cli.preview.quality import NEAR_WHITE, compare
+
+    rng = np.random.RandomState(4)
+    rendered = rng.randint(0, 256, (6, 24, 24, 3)).astype(np.uint8)
+    views = rng.randint(0, 256, (6, 24, 24, 3)).astype(np.uint8)
+    views[:, :8] = 255  # near-white: not foreground
+    mask = rng.rand(6, 24, 24) > 0.4
+    mask[5], views[5], rendered[5] = False, 255, 255  # an empty view: IoU 1, PSNR inf
+    q = compare(rendered, mask, views)
+    sq, count = 0.0, 0
+    for i in range(6):
+        fg = views[i].min(axis=-1) < NEAR_WHITE
+        union, inter = mask[i] | fg, mask[i] & fg
+        assert q.view_iou[i] == (inter.sum() / union.sum() if union.any() else 1.0)
+        e = (((rendered[i].astype(float) - views[i]) / 255.0) ** 2)[union].sum()
+        want = -10 * np.log10(e / (union.sum() * 3)) if union.any() else float("inf")
+        assert q.view_psnr[i] == pytest.approx(want, rel=1e-12)
+        sq, count = sq + e, count + union.sum() * 3
+    assert q.psnr == pytest.approx(-10 * np.log10(sq / count), rel=1e-12) and q.iou == pytest.approx(np.mean(q.view_iou))
+
+
 def test_quality_rejects_a_bad_view_grid(files):
     from instantmesh_cli.errors import InputError
 

@@ -114,7 +114,8 @@ def view_images(views: Image.Image | Sequence[Image.Image]) -> np.ndarray:
 
 def view_foreground(views: np.ndarray) -> np.ndarray:
     """(V, H, W) bool: view pixels that are not near-white."""
-    return views.min(axis=-1) < NEAR_WHITE
+    # Channel by channel: numpy's min over a last axis of 3 took 14 ms for six 320² views, this 0.5.
+    return np.minimum(np.minimum(views[..., 0], views[..., 1]), views[..., 2]) < NEAR_WHITE
 
 
 def mesh_quality(
@@ -144,21 +145,22 @@ def mesh_quality(
 
 
 def compare(rendered: np.ndarray, rendered_mask: np.ndarray, views: np.ndarray) -> Quality:
-    """:class:`Quality` of uint8 renders (V, H, W, 3) with their masks against uint8 views over white."""
+    """:class:`Quality` of uint8 renders (V, H, W, 3) with their masks against uint8 views over white.
+
+    Over the union of both silhouettes, per view and overall. The squared errors are summed as
+    integers (exact, at most 3 x 255² a pixel; divided by 255² once), all views at once.
+    """
     fg = view_foreground(views)
-    view_iou, view_psnr = [], []
-    sq_sum, count = 0.0, 0
-    for r, m, v, f in zip(rendered, rendered_mask, views, fg):
-        union = m | f
-        inter = m & f
-        n = int(union.sum())
-        view_iou.append(float(inter.sum()) / n if n else 1.0)
-        diff = (r.astype(np.float64) - v.astype(np.float64)) / 255.0
-        sq = float((diff[union] ** 2).sum())
-        sq_sum += sq
-        count += n * 3
-        view_psnr.append(_psnr(sq / (n * 3)) if n else float("inf"))
-    psnr = _psnr(sq_sum / count) if count else float("inf")
+    union = rendered_mask | fg
+    pixels = union.sum(axis=(1, 2), dtype=np.int64)
+    shared = (rendered_mask & fg).sum(axis=(1, 2), dtype=np.int64)
+    diff = rendered.astype(np.int32) - views.astype(np.int32)
+    squares = np.einsum("vhwc,vhwc->vhw", diff, diff)
+    sq = np.where(union, squares, 0).sum(axis=(1, 2), dtype=np.int64) / 255.0**2
+    view_iou = [float(i) / n if n else 1.0 for i, n in zip(shared, pixels)]
+    view_psnr = [_psnr(float(e) / (n * 3)) if n else float("inf") for e, n in zip(sq, pixels)]
+    count = int(pixels.sum()) * 3
+    psnr = _psnr(float(sq.sum()) / count) if count else float("inf")
     return Quality(psnr, float(np.mean(view_iou)), tuple(view_psnr), tuple(view_iou))
 
 
