@@ -46,6 +46,9 @@ from instantmesh_cli.mesh import Mesh
 
 MeshFormat = Literal["glb", "obj", "ply"]
 FORMATS: tuple[str, ...] = ("glb", "obj", "ply")
+# The formats that hold a textured mesh's texture as a PNG (embedded, or beside an OBJ); PLY bakes it
+# into vertex colours. What ``export_mesh(texture_png=)`` is for.
+TEXTURE_PNG_FORMATS: tuple[str, ...] = ("glb", "obj")
 TEXTURE_SUFFIX = "_texture.png"  # OBJ side file: <stem>_texture.png (never clobbers an input <stem>.png)
 
 # Columns of the model-frame coordinates that become glTF X, Y, Z.

@@ -171,7 +171,10 @@ def texture(models: "Models", job: "Job") -> bool:
         bake=o.texture,
         progress=lambda done, total: job.report("refine", done, total),
     )
-    if job.mesh.is_textured and job.outputs.mesh_format in ("glb", "obj") and (job.outputs.mesh or job.outputs.mesh_to):
+    from instantmesh_cli.export import TEXTURE_PNG_FORMATS
+
+    wants_png = job.outputs.mesh_format in TEXTURE_PNG_FORMATS and (job.outputs.mesh or job.outputs.mesh_to)
+    if job.mesh.is_textured and wants_png:
         from instantmesh_cli.exchange.png import encode_png_soon
 
         # The export's largest CPU cost (the PNG: 0.15 of 0.19 s on the 2-core VM), made while the
